@@ -177,7 +177,7 @@ def read_items(corpus, root, cfg):
     from .corpora.labels import apply_label_config
     items, skipped = read_corpus(corpus, root, **dict(cfg.reader))
     skipped = [(str(i), r) for i, r in skipped]
-    kept, dropped = apply_label_config(items, cfg.labels)
+    kept, dropped = apply_label_config(items, cfg.labels, corpus=corpus)
     skipped += [(it.id, reason) for it, reason in dropped]
     ids = Counter(it.id for it in kept)
     dup = [i for i, n in ids.items() if n > 1]

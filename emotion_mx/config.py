@@ -10,6 +10,7 @@ Each subsystem declares its own dataclasses (``DatasetConfig`` below, ``TrainCon
 """
 import collections.abc
 import dataclasses
+import json
 import os
 import types
 import typing
@@ -22,10 +23,25 @@ from .errors import ConfigError
 from .fileio import write_text
 
 __all__ = [
-    "from_dict", "to_dict", "load_config", "dump_config", "replace",
+    "FrozenDict", "from_dict", "to_dict", "load_config", "dump_config", "replace",
     "LabelConfig", "AudioConfig", "TextConfig", "FaceConfig", "AlignConfig", "SplitConfig",
     "DatasetConfig",
 ]
+
+
+class FrozenDict(dict):
+    """A read-only dict: picklable (configs go to worker processes) and hashable."""
+
+    def _readonly(self, *a, **k):
+        raise TypeError("configuration mappings are read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly
+
+    def __hash__(self):
+        return hash(json.dumps(self, sort_keys=True, default=str))
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
 
 
 def _type_name(tp):
@@ -71,7 +87,7 @@ def _convert(tp, value, where, source):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{source}: '{where}' must be a mapping, got {value!r}")
         vt = args[1] if len(args) == 2 else Any
-        return types.MappingProxyType({str(k): _convert(vt, v, f"{where}.{k}", source) for k, v in value.items()})
+        return FrozenDict({str(k): _convert(vt, v, f"{where}.{k}", source) for k, v in value.items()})
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -161,7 +177,7 @@ def replace(obj, **changes):
 # --------------------------------------------------------------------------------------------
 
 def _frozen_map():
-    return field(default_factory=lambda: types.MappingProxyType({}))
+    return field(default_factory=FrozenDict)
 
 
 @dataclass(frozen=True)

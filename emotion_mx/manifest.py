@@ -91,8 +91,9 @@ def write_manifest(path, items):
 
 def resolve_media(root, rel, item_id=None):
     """Absolute path of media ``rel`` under ``root``; BadItem if it escapes root or is missing."""
-    root_abs = os.path.realpath(root)
-    path = os.path.realpath(os.path.join(root_abs, rel))
+    # Lexical check (no symlink resolution): corpora are often symlinked into place.
+    root_abs = os.path.abspath(root)
+    path = os.path.normpath(os.path.join(root_abs, rel))
     if os.path.commonpath([root_abs, path]) != root_abs:
         raise BadItem(f"path '{rel}' is outside the corpus root {root}; keep media inside the root",
                       item_id=item_id)
