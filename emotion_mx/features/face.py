@@ -1,0 +1,202 @@
+"""Face frames from images and videos (OpenCV): sample, detect, crop, resize.
+
+A video gives ``num_frames`` frames at the centres of equal slices of ``[start, end]``; an image
+gives one frame at time 0. Each frame goes through OpenCV's frontal-face Haar cascade; the
+largest face is cropped as a square with ``margin`` around it. When no face is found the centre
+square is used and ``face_found`` is 0 for that frame, so a model or a filter can tell.
+"""
+import functools
+import math
+import os
+
+import cv2
+import numpy as np
+
+from ..errors import BadItem
+
+__all__ = ["extract_faces"]
+
+CASCADE_FILE = "haarcascade_frontalface_default.xml"
+DETECT_MIN_SIDE = 96    # smaller images are upscaled before detection (CK+48: 78 % -> 99 % found)
+DETECT_MAX_SIDE = 360   # larger frames are downscaled (while min_face stays >= 24 px)
+HAAR_WINDOW = 24        # the cascade's base window (px)
+SEARCH_RADIUS = 12      # frames tried on each side of an unreadable frame
+SEQUENTIAL_GAP = 24     # read forward instead of seeking when the next frame is this close
+
+
+def extract_faces(path, is_image, start=None, end=None, num_frames=8, size=48, grayscale=True,
+                  margin=0.2, detect=True, min_face=24):
+    """Face crops of an image or a video segment.
+
+    Returns ``{'frames': (N, C, size, size) uint8, 'face_found': (N,) uint8,
+    'times': (N,) float32 seconds}`` with ``C = 1`` (grayscale) or ``3`` (RGB), ``N = 1`` for an
+    image and ``num_frames`` for a video. ``detect=False`` (pre-cropped faces) resizes the whole
+    frame and sets ``face_found = 1``. Raises :class:`BadItem` for a missing, corrupt or
+    frame-less file and for a segment outside the video.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise BadItem(f"{'image' if is_image else 'video'} file not found: {path} "
+                      "(check the corpus root and the manifest path)")
+    if is_image:
+        images, times = [_read_image(path)], np.zeros(1, dtype=np.float32)
+    else:
+        images, times = _read_video_frames(path, start, end, num_frames)
+    crops, found = zip(*(_face_crop(img, size, grayscale, margin, detect, min_face) for img in images))
+    return {
+        "frames": np.stack(crops),                      # (N, C, size, size) uint8
+        "face_found": np.asarray(found, dtype=np.uint8),  # (N,)
+        "times": np.asarray(times, dtype=np.float32),    # (N,)
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+def _read_image(path):
+    image = cv2.imread(path, cv2.IMREAD_COLOR)  # (H, W, 3) BGR; grayscale files are expanded
+    if image is None or image.size == 0:
+        raise BadItem(f"cannot decode image {path} (corrupt or unsupported format)")
+    return image
+
+
+def _read_video_frames(path, start, end, num_frames):
+    """``num_frames`` BGR frames spread over ``[start, end]`` and their times in seconds."""
+    cap = cv2.VideoCapture(path)
+    try:
+        if not cap.isOpened():
+            raise BadItem(f"cannot open video {path} (corrupt or unsupported container/codec)")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if count <= 0 or not fps or not math.isfinite(fps) or fps <= 0:
+            raise BadItem(f"video has no frames (or no frame rate): {path}")
+        wanted = _sample_indices(count, fps, start, end, num_frames, path)  # (N,)
+        frames, indices = _read_indices(cap, wanted, count)
+    finally:
+        cap.release()
+    readable = [i for i, frame in enumerate(frames) if frame is not None]
+    if not readable:
+        raise BadItem(f"no readable frames in video {path} (corrupt or unsupported codec)")
+    # A sample with no readable frame near it borrows the nearest readable sample.
+    source = [min(readable, key=lambda k: abs(k - i)) for i in range(len(frames))]
+    times = np.asarray([indices[j] / fps for j in source], dtype=np.float32)  # (N,)
+    return [frames[j] for j in source], times
+
+
+def _sample_indices(count, fps, start, end, num_frames, path):
+    """Frame indices at the centres of ``num_frames`` equal slices of the segment."""
+    duration = count / fps
+    t0 = 0.0 if start is None else float(start)
+    t1 = duration if end is None else min(float(end), duration)
+    if t0 < 0 or t0 >= duration:
+        raise BadItem(f"segment start {t0:g} s is outside the video {path} ({duration:.2f} s)")
+    if t1 <= t0:
+        raise BadItem(f"segment end {t1:g} s is not after its start {t0:g} s ({path})")
+    centres = t0 + (np.arange(num_frames) + 0.5) * (t1 - t0) / num_frames  # (N,) seconds
+    return np.clip(np.floor(centres * fps), 0, count - 1).astype(np.int64)
+
+
+def _read_indices(cap, wanted, count):
+    """Frame at each wanted index, or the nearest readable one within ``SEARCH_RADIUS``.
+
+    Returns ``(frames, indices)``: BGR arrays (None where nothing was readable) and the
+    index actually read for each.
+    """
+    frames, indices, position = [], [], None
+    for index in wanted:
+        frame = None
+        for candidate in _nearest_first(int(index), count):
+            frame, position = _read_at(cap, candidate, position)
+            if frame is not None:
+                break
+        frames.append(frame)
+        indices.append(candidate if frame is not None else int(index))
+    return frames, indices
+
+
+def _nearest_first(index, count):
+    yield index
+    for d in range(1, SEARCH_RADIUS + 1):
+        for candidate in (index - d, index + d):
+            if 0 <= candidate < count:
+                yield candidate
+
+
+def _read_at(cap, index, position):
+    """Read frame ``index``; ``position`` is the index the next ``read()`` would return."""
+    if position is None or not 0 <= index - position <= SEQUENTIAL_GAP:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        position = index
+    while position < index:            # short forward gap: decoding is cheaper than seeking
+        if not cap.grab():
+            return None, None
+        position += 1
+    ok, frame = cap.read()
+    if not ok or frame is None or frame.size == 0:
+        return None, None
+    return frame, position + 1
+
+
+# --------------------------------------------------------------------------------------------
+# Detection and cropping
+# --------------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _cascade():
+    """The frontal-face Haar cascade, loaded once per process."""
+    cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, CASCADE_FILE))
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV Haar cascade {CASCADE_FILE} not found in {cv2.data.haarcascades}")
+    return cascade
+
+
+def _detect_largest_face(gray, min_face):
+    """Largest face box ``(x, y, w, h)`` in ``gray`` (H, W) pixel units, or None."""
+    side = min(gray.shape)
+    scale = max(DETECT_MIN_SIDE / side, min(1.0, DETECT_MAX_SIDE / side))
+    scale = max(scale, HAAR_WINDOW / max(min_face, 1))   # keep min_face >= the cascade window
+    image = gray if scale == 1.0 else cv2.resize(
+        gray, None, fx=scale, fy=scale,
+        interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+    min_size = int(round(min_face * scale))
+    boxes = _cascade().detectMultiScale(image, scaleFactor=1.1, minNeighbors=5,
+                                        minSize=(min_size, min_size))
+    if len(boxes) == 0:
+        return None
+    x, y, w, h = max(boxes, key=lambda b: b[2] * b[3])
+    return x / scale, y / scale, w / scale, h / scale
+
+
+def _square(shape, cx, cy, side):
+    """Integer square ``(x0, y0, side)`` centred near (cx, cy), shifted to lie inside ``shape``."""
+    height, width = shape[:2]
+    side = int(round(min(side, height, width)))
+    x0 = int(round(min(max(cx - side / 2.0, 0), width - side)))
+    y0 = int(round(min(max(cy - side / 2.0, 0), height - side)))
+    return x0, y0, side
+
+
+def _face_crop(image, size, grayscale, margin, detect, min_face):
+    """One BGR frame (H, W, 3) → ``((C, size, size) uint8, face_found)``."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)  # (H, W)
+    height, width = gray.shape
+    if not detect:
+        region, found = (0, 0, height, width), 1
+    else:
+        box = _detect_largest_face(gray, min_face)
+        if box is None:
+            x0, y0, side = _square(gray.shape, width / 2.0, height / 2.0, min(height, width))
+            found = 0
+        else:
+            x, y, w, h = box
+            x0, y0, side = _square(gray.shape, x + w / 2.0, y + h / 2.0, max(w, h) * (1 + 2 * margin))
+            found = 1
+        region = (y0, x0, y0 + side, x0 + side)
+    top, left, bottom, right = region
+    source = gray if grayscale else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    crop = source[top:bottom, left:right]
+    interpolation = cv2.INTER_AREA if min(crop.shape[:2]) > size else cv2.INTER_LINEAR
+    crop = cv2.resize(crop, (size, size), interpolation=interpolation)  # (size, size[, 3])
+    chw = crop[None] if grayscale else crop.transpose(2, 0, 1)  # (C, size, size)
+    return np.ascontiguousarray(chw, dtype=np.uint8), found
