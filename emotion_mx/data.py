@@ -87,7 +87,8 @@ class FeatureStore:
         if audio_feature not in AUDIO_FEATURES:
             raise EmotionMXError(f"unknown audio_feature '{audio_feature}'; choose from {', '.join(AUDIO_FEATURES)}")
         shapes = [e.get("shapes", {}) for e in self.index.values()]
-        out = {"modalities": list(modalities), "audio_feature": audio_feature}
+        out = {"modalities": list(modalities), "audio_feature": audio_feature,
+               "preprocessing": self.preprocessing()}
         if "audio" in modalities:
             ts = [s["logmel"][0] for s in shapes if "logmel" in s]
             if not ts:
@@ -105,6 +106,14 @@ class FeatureStore:
             out["num_frames"] = int(num_frames or max(f[0] for f in fs))
             out["frame_channels"], out["frame_size"] = int(fs[0][1]), int(fs[0][2])
         return out
+
+    def preprocessing(self):
+        """The raw-media settings the store was built with (audio/text/face/align sections of its
+        config.yaml): prediction from raw media must repeat them exactly."""
+        import yaml
+        with open(os.path.join(self.path, "config.yaml"), encoding="utf-8") as f:
+            cfg = yaml.safe_load(f) or {}
+        return {k: cfg[k] for k in ("audio", "text", "face", "align") if k in cfg}
 
     def audio_dim(self, audio_feature):
         first = next(i for i, e in self.index.items() if "logmel" in e.get("shapes", {}))
@@ -141,6 +150,48 @@ def _fit(x, length):
     return out, mask
 
 
+def assemble_inputs(items, modalities, settings, norm, vocab=None):
+    """Model inputs from per-item features: ``items`` is a list of dicts that may hold
+    ``logmel``/``mfcc``/``prosody`` (T, F) arrays, ``tokens`` (list of str) and ``frames``
+    (N, C, S, S) uint8.  Shared by store loading and by prediction from raw media, so both
+    prepare inputs identically.  ``settings``: the resolved data settings (see data_spec)."""
+    modalities = parse_modalities(modalities)
+    n = len(items)
+    inputs = {}
+    if "audio" in modalities:
+        parts = settings["audio_feature"].split("+")
+        mean = np.concatenate([np.asarray(norm[p]["mean"], np.float32) for p in parts])
+        std = np.concatenate([np.asarray(norm[p]["std"], np.float32) for p in parts])
+        T, D = settings["max_audio_frames"], len(mean)
+        x, m = np.zeros((n, T, D), np.float32), np.zeros((n, T), np.float32)
+        for i, it in enumerate(items):
+            if all(p in it for p in parts):
+                feats = np.concatenate([it[p] for p in parts], axis=1)                       # (T_i, D)
+                x[i], m[i] = _fit((feats - mean) / std, T)
+                x[i] *= m[i][:, None]
+        inputs["audio"], inputs["audio_mask"] = x, m                                      # (N, T, D), (N, T)
+    if "text" in modalities:
+        L = settings["max_tokens"]
+        x, m = np.zeros((n, L), np.float32), np.zeros((n, L), np.float32)
+        for i, it in enumerate(items):
+            toks = it.get("tokens")
+            if toks:
+                ids_i = np.asarray(vocab[list(toks[:L])], np.float32)
+                x[i, :len(ids_i)], m[i, :len(ids_i)] = ids_i, 1.0
+        inputs["text"], inputs["text_mask"] = x, m                                        # (N, L), (N, L)
+    if "video" in modalities:
+        N, C, S = settings["num_frames"], settings["frame_channels"], settings["frame_size"]
+        mean, std = norm["frames"]["mean"][0], norm["frames"]["std"][0]
+        x, m = np.zeros((n, N, C, S, S), np.float32), np.zeros((n, N), np.float32)
+        for i, it in enumerate(items):
+            if "frames" in it:
+                frames = it["frames"].astype(np.float32) / 255.0                              # (N_i, C, S, S)
+                x[i], m[i] = _fit((frames - mean) / std, N)
+                x[i] *= m[i][:, None, None, None]
+        inputs["video"], inputs["video_mask"] = x, m                                      # (N, F, C, S, S), (N, F)
+    return inputs
+
+
 def load_arrays(store, ids, modalities, *, fold, audio_feature="logmel", max_audio_frames=None,
                 max_tokens=None, num_frames=None, norm=None, vocab=None):
     """Model inputs for ``ids``: ``(inputs: dict name → ndarray, labels: int32 (N,))``.
@@ -149,41 +200,18 @@ def load_arrays(store, ids, modalities, *, fold, audio_feature="logmel", max_aud
     trained run passes its own copies so that evaluation uses exactly what training used.
     """
     modalities = parse_modalities(modalities)
-    s = store.resolve_settings(modalities, audio_feature, max_audio_frames, max_tokens, num_frames)
+    settings = store.resolve_settings(modalities, audio_feature, max_audio_frames, max_tokens, num_frames)
     norm = norm if norm is not None else store.norm(fold)
-    n = len(ids)
-    inputs = {}
-    if "audio" in modalities:
-        parts = s["audio_feature"].split("+")
-        mean = np.concatenate([np.asarray(norm[p]["mean"], np.float32) for p in parts])
-        std = np.concatenate([np.asarray(norm[p]["std"], np.float32) for p in parts])
-        T, D = s["max_audio_frames"], len(mean)
-        x, m = np.zeros((n, T, D), np.float32), np.zeros((n, T), np.float32)
-        for i, item_id in enumerate(ids):
-            if store.has(item_id, "logmel"):
-                feats = np.concatenate([store.array(item_id, p) for p in parts], axis=1)   # (T_i, D)
-                x[i], m[i] = _fit((feats - mean) / std, T)
-                x[i] *= m[i][:, None]
-        inputs["audio"], inputs["audio_mask"] = x, m                                      # (N, T, D), (N, T)
-    if "text" in modalities:
-        vocab = vocab if vocab is not None else store.vocab(fold)
-        L = s["max_tokens"]
-        x, m = np.zeros((n, L), np.float32), np.zeros((n, L), np.float32)
-        for i, item_id in enumerate(ids):
-            toks = store.tokens(item_id)
-            if toks:
-                ids_i = np.asarray(vocab[toks[:L]], np.float32)
-                x[i, :len(ids_i)], m[i, :len(ids_i)] = ids_i, 1.0
-        inputs["text"], inputs["text_mask"] = x, m                                        # (N, L), (N, L)
-    if "video" in modalities:
-        N, C, S = s["num_frames"], s["frame_channels"], s["frame_size"]
-        mean, std = norm["frames"]["mean"][0], norm["frames"]["std"][0]
-        x, m = np.zeros((n, N, C, S, S), np.float32), np.zeros((n, N), np.float32)
-        for i, item_id in enumerate(ids):
-            if store.has(item_id, "frames"):
-                frames = store.array(item_id, "frames").astype(np.float32) / 255.0           # (N_i, C, S, S)
-                x[i], m[i] = _fit((frames - mean) / std, N)
-                x[i] *= m[i][:, None, None, None]
-        inputs["video"], inputs["video_mask"] = x, m                                      # (N, F, C, S, S), (N, F)
+    if "text" in modalities and vocab is None:
+        vocab = store.vocab(fold)
+    wanted = {"audio": tuple(settings["audio_feature"].split("+")), "video": ("frames",)}
+    items = []
+    for item_id in ids:
+        it = {f: store.array(item_id, f) for m in modalities for f in wanted.get(m, ())
+              if store.has(item_id, f)}
+        if "text" in modalities:
+            it["tokens"] = store.tokens(item_id)
+        items.append(it)
+    inputs = assemble_inputs(items, modalities, settings, norm, vocab)
     labels = np.array([store.label_index[store.by_id[i].label] for i in ids], dtype=np.int32)
     return inputs, labels
