@@ -1,0 +1,343 @@
+"""Fusion models: early, mid (cross-modal attention, MulT-style) and late.
+
+Every model is built for ``modalities``, an ordered subset of ('audio', 'text', 'video') in
+that canonical order, and takes positional inputs ``(x, mask)`` per modality in that order
+(DESIGN.md "Model inputs"); it returns logits (B, num_classes).
+
+Missing modalities (all-zero mask row) are handled in-graph:
+
+* padded steps are zeroed at the encoder inputs, so raw values under a 0 mask never matter;
+* presence p_m = max(mask_m) (B,) is computed in the graph; pooled features are multiplied by
+  p_m (masked pooling of an empty row is already exactly 0) and p_m is given to the head;
+* attention to an all-masked source gives exactly 0 (see attention.py); late fusion's
+  modality weights are a softmax over present modalities only.
+
+Modality dropout (``modality_dropout`` > 0, >1 modality): in training mode each present
+modality of each sample is dropped (its mask zeroed) with that probability, keeping at least
+one.  It is built from ``F.Dropout`` on a ones tensor, so the train/inference switch happens
+inside the operator at run time (a hybridized graph is traced once; a Python
+``autograd.is_training()`` branch would be frozen into it).
+"""
+from mxnet.gluon import HybridBlock, nn
+
+from .attention import TransformerStack
+from .audio import AudioCNN, AudioCRNN
+from .common import MODALITIES, NEG_INF, MaskedPool, presence
+from .text import TextBiLSTM, TextTransformer
+from .video import VideoMobileNet
+
+__all__ = ["EarlyFusion", "MidFusion", "LateFusion", "check_modalities"]
+
+
+def check_modalities(modalities):
+    mods = tuple(modalities)
+    if not mods or len(set(mods)) != len(mods) or any(m not in MODALITIES for m in mods):
+        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {mods}")
+    return tuple(m for m in MODALITIES if m in mods)       # canonical order
+
+
+class _Fusion(HybridBlock):
+    """Shared plumbing: per-modality encoders, input unpacking, presence, modality dropout."""
+
+    def _build_encoders(self, modalities, units, num_heads, ffn_units, dropout,
+                        audio_dim, audio_frames, audio_encoder, audio_channels, audio_layers,
+                        audio_rnn_units, vocab_size, max_tokens, text_encoder, embed_dim,
+                        text_layers, embed_init, num_frames, frame_size, frame_channels,
+                        video_width, video_stages, video_se, modality_dropout):
+        self.modalities = check_modalities(modalities)
+        self._mod_drop = float(modality_dropout) if len(self.modalities) > 1 else 0.0
+        self.encoders = {}
+        for m in self.modalities:
+            if m == "audio":
+                if audio_encoder not in ("cnn", "crnn"):
+                    raise ValueError(f"audio_encoder must be 'cnn' or 'crnn', not {audio_encoder!r}")
+                cls = AudioCNN if audio_encoder == "cnn" else AudioCRNN
+                enc = cls(audio_dim=audio_dim, audio_frames=audio_frames,
+                          channels=tuple(audio_channels), units=units, num_layers=audio_layers,
+                          num_heads=num_heads, ffn_units=ffn_units, dropout=dropout,
+                          rnn_units=audio_rnn_units if audio_encoder == "crnn" else 0,
+                          prefix="audio_enc_")
+            elif m == "text":
+                if text_encoder == "transformer":
+                    enc = TextTransformer(vocab_size=vocab_size, max_tokens=max_tokens,
+                                          embed_dim=embed_dim, units=units, num_layers=text_layers,
+                                          num_heads=num_heads, ffn_units=ffn_units, dropout=dropout,
+                                          embed_init=embed_init, prefix="text_enc_")
+                elif text_encoder == "bilstm":
+                    enc = TextBiLSTM(vocab_size=vocab_size, max_tokens=max_tokens,
+                                     embed_dim=embed_dim, units=units, num_layers=text_layers,
+                                     dropout=dropout, embed_init=embed_init, prefix="text_enc_")
+                else:
+                    raise ValueError(f"text_encoder must be 'transformer' or 'bilstm', not {text_encoder!r}")
+            else:
+                enc = VideoMobileNet(num_frames=num_frames, frame_size=frame_size,
+                                     frame_channels=frame_channels, width=video_width,
+                                     stages=video_stages, se=video_se, units=units,
+                                     prefix="video_enc_")
+            self.register_child(enc, f"{m}_enc")
+            self.encoders[m] = enc
+
+    def _unpack(self, F, inputs):
+        """Positional inputs -> {modality: (x, mask)} after modality dropout; presences."""
+        if len(inputs) != 2 * len(self.modalities):
+            raise ValueError(f"{type(self).__name__} for {self.modalities} takes "
+                             f"{2 * len(self.modalities)} inputs (x, mask per modality), "
+                             f"got {len(inputs)}")
+        xs = {m: inputs[2 * i] for i, m in enumerate(self.modalities)}
+        masks = {m: inputs[2 * i + 1] for i, m in enumerate(self.modalities)}
+        pres = {m: presence(F, masks[m]) for m in self.modalities}              # (B,) each
+        if self._mod_drop > 0:
+            # keep_m: 1 in inference; Bernoulli(1-p) in training (Dropout op decides at run time)
+            keep = {m: F.Dropout(F.ones_like(pres[m]), p=self._mod_drop) != 0
+                    for m in self.modalities}                                    # (B,)
+            kept_any = None
+            for m in self.modalities:
+                k = F.broadcast_mul(keep[m], pres[m])
+                kept_any = k if kept_any is None else F.maximum(kept_any, k)     # (B,)
+            restore = 1.0 - kept_any          # nothing left: keep every modality
+            for m in self.modalities:
+                k = F.maximum(keep[m], restore)                                  # (B,)
+                masks[m] = F.broadcast_mul(masks[m], F.expand_dims(k, axis=1))   # (B, T)
+                pres[m] = F.broadcast_mul(pres[m], k)
+        return xs, masks, pres
+
+    def _encode(self, xs, masks):
+        return {m: self.encoders[m](xs[m], masks[m]) for m in self.modalities}   # (h, mask')
+
+    def _presence_flags(self, F, pres):
+        flags = [F.expand_dims(pres[m], axis=1) for m in self.modalities]        # (B, 1) each
+        return flags[0] if len(flags) == 1 else F.concat(*flags, dim=1)         # (B, M)
+
+
+def _encoder_doc(cls):
+    cls.__doc__ += """
+    Encoder keyword arguments (shared by all fusion families):
+
+    * common: units (model width), num_heads, ffn_units, dropout, pooling ('mean' or
+      'attention'), modality_dropout;
+    * audio: audio_dim (features per frame), audio_frames (padded T), audio_encoder
+      ('cnn' | 'crnn'), audio_channels (conv channels, each block halves T and F),
+      audio_layers (transformer layers on top), audio_rnn_units (CRNN LSTM units/direction);
+    * text: vocab_size, max_tokens (padded L), text_encoder ('transformer' | 'bilstm'),
+      embed_dim, text_layers, embed_init (None, an Initializer or a (V, D) array);
+    * video: num_frames (padded N), frame_size (H = W), frame_channels (C), video_width
+      (MobileNetV2 width multiplier), video_stages (1..5), video_se (squeeze-excitation).
+    """
+    return cls
+
+
+@_encoder_doc
+class EarlyFusion(_Fusion):
+    """Early fusion: pooled per-modality features, projected, concatenated, MLP head.
+
+    Stages: encode -> masked pool (B, U) -> Dense(U, relu) * presence -> concat with the
+    presence flags on the last axis (B, M*U + M) -> Dense(hidden_units, relu) -> dropout ->
+    Dense(num_classes).  With one modality it is the unimodal baseline classifier.
+    """
+
+    def __init__(self, num_classes, modalities=MODALITIES, units=64, num_heads=4, ffn_units=128,
+                 dropout=0.1, pooling="mean", modality_dropout=0.0, hidden_units=64,
+                 audio_dim=64, audio_frames=300, audio_encoder="cnn", audio_channels=(16, 32),
+                 audio_layers=0, audio_rnn_units=None,
+                 vocab_size=5000, max_tokens=32, text_encoder="transformer", embed_dim=64,
+                 text_layers=1, embed_init=None,
+                 num_frames=8, frame_size=48, frame_channels=1, video_width=0.5, video_stages=4,
+                 video_se=True, prefix="early_", params=None):
+        super().__init__(prefix=prefix, params=params)
+        with self.name_scope():
+            self._build_encoders(modalities, units, num_heads, ffn_units, dropout, audio_dim,
+                                 audio_frames, audio_encoder, audio_channels, audio_layers,
+                                 audio_rnn_units, vocab_size, max_tokens, text_encoder, embed_dim,
+                                 text_layers, embed_init, num_frames, frame_size, frame_channels,
+                                 video_width, video_stages, video_se, modality_dropout)
+            self.pools, self.projs = {}, {}
+            for m in self.modalities:
+                self.pools[m] = MaskedPool(units, pooling, prefix=f"{m}_pool_")
+                self.projs[m] = nn.Dense(units, activation="relu", prefix=f"{m}_proj_")
+                self.register_child(self.pools[m], f"{m}_pool")
+                self.register_child(self.projs[m], f"{m}_proj")
+            self.hidden = nn.Dense(hidden_units, activation="relu", prefix="head_hidden_")
+            self.dropout = nn.Dropout(dropout) if dropout else None
+            self.output = nn.Dense(num_classes, prefix="head_out_")
+
+    def hybrid_forward(self, F, *inputs):
+        # 1. unpack (x, mask) per modality, presence, modality dropout
+        xs, masks, pres = self._unpack(F, inputs)
+        # 2. encode each modality
+        enc = self._encode(xs, masks)                                 # (B, T_m, U), (B, T_m)
+        # 3. pool, project, zero missing modalities
+        feats = []
+        for m in self.modalities:
+            h = self.projs[m](self.pools[m](*enc[m]))                 # (B, U)
+            feats.append(F.broadcast_mul(h, F.expand_dims(pres[m], axis=1)))
+        # 4. concat on the last axis with presence flags, MLP head
+        z = F.concat(*feats, self._presence_flags(F, pres), dim=1)    # (B, M*U + M)
+        z = self.hidden(z)                                            # (B, hidden)
+        if self.dropout is not None:
+            z = self.dropout(z)
+        return self.output(z)                                         # (B, K)
+
+
+@_encoder_doc
+class MidFusion(_Fusion):
+    """Mid fusion with cross-modal transformers (MulT, Tsai et al. 2019).
+
+    Stages: encode each modality to (B, T_m, U) -> for each target modality t in
+    ``query_modalities`` (those present in ``modalities``; all modalities if none is) and
+    each other source s: a crossmodal transformer CM[s->t] of ``cross_layers`` layers where
+    t's sequence queries s's keys/values with s's key padding mask -> concat the streams of t
+    on the last axis (B, T_t, U*S) -> Dense(U) -> ``self_layers`` self-attention layers ->
+    masked pool with t's mask (B, U).  Every modality's own pooled encoding is added as a
+    skip feature (so a sample without the query modality still uses the others) -> concat
+    with presence flags -> Dense(hidden, relu) -> dropout -> Dense(num_classes).
+    ``query_modalities=('text',)`` (default): text attends to audio and video;
+    ``('audio', 'text', 'video')``: all six MulT directions.
+    """
+
+    def __init__(self, num_classes, modalities=MODALITIES, units=64, num_heads=4, ffn_units=128,
+                 dropout=0.1, pooling="mean", modality_dropout=0.0, hidden_units=64,
+                 query_modalities=("text",), cross_layers=2, self_layers=1,
+                 audio_dim=64, audio_frames=300, audio_encoder="cnn", audio_channels=(16, 32),
+                 audio_layers=0, audio_rnn_units=None,
+                 vocab_size=5000, max_tokens=32, text_encoder="transformer", embed_dim=64,
+                 text_layers=1, embed_init=None,
+                 num_frames=8, frame_size=48, frame_channels=1, video_width=0.5, video_stages=4,
+                 video_se=True, prefix="mid_", params=None):
+        super().__init__(prefix=prefix, params=params)
+        bad = [q for q in query_modalities if q not in MODALITIES]
+        if bad:
+            raise ValueError(f"query_modalities must be in {MODALITIES}, got {bad}")
+        with self.name_scope():
+            self._build_encoders(modalities, units, num_heads, ffn_units, dropout, audio_dim,
+                                 audio_frames, audio_encoder, audio_channels, audio_layers,
+                                 audio_rnn_units, vocab_size, max_tokens, text_encoder, embed_dim,
+                                 text_layers, embed_init, num_frames, frame_size, frame_channels,
+                                 video_width, video_stages, video_se, modality_dropout)
+            self.targets = tuple(m for m in self.modalities if m in query_modalities) \
+                or self.modalities
+            self.cross, self.merge, self.selfattn, self.tpools, self.upools = {}, {}, {}, {}, {}
+            for t in self.targets:
+                for s in self.modalities:
+                    if s == t:
+                        continue
+                    blk = TransformerStack(cross_layers, units, num_heads, ffn_units,
+                                           dropout=dropout, cross=True, prefix=f"cross_{s}2{t}_")
+                    self.cross[(s, t)] = blk
+                    self.register_child(blk, f"cross_{s}2{t}")
+                n_src = len(self.modalities) - 1
+                if n_src > 1:
+                    self.merge[t] = nn.Dense(units, flatten=False, prefix=f"merge_{t}_")
+                    self.register_child(self.merge[t], f"merge_{t}")
+                if self_layers:
+                    self.selfattn[t] = TransformerStack(self_layers, units, num_heads, ffn_units,
+                                                        dropout=dropout, prefix=f"self_{t}_")
+                    self.register_child(self.selfattn[t], f"self_{t}")
+                self.tpools[t] = MaskedPool(units, pooling, prefix=f"fused_{t}_pool_")
+                self.register_child(self.tpools[t], f"fused_{t}_pool")
+            for m in self.modalities:
+                self.upools[m] = MaskedPool(units, pooling, prefix=f"{m}_pool_")
+                self.register_child(self.upools[m], f"{m}_pool")
+            self.hidden = nn.Dense(hidden_units, activation="relu", prefix="head_hidden_")
+            self.dropout = nn.Dropout(dropout) if dropout else None
+            self.output = nn.Dense(num_classes, prefix="head_out_")
+
+    def hybrid_forward(self, F, *inputs):
+        # 1. unpack (x, mask) per modality, presence, modality dropout
+        xs, masks, pres = self._unpack(F, inputs)
+        # 2. encode each modality
+        enc = self._encode(xs, masks)                                 # (B, T_m, U), (B, T_m)
+        feats = []
+        for t in self.targets:
+            h_t, m_t = enc[t]
+            # 3. crossmodal transformers: t's queries attend to each source's keys/values
+            streams = [self.cross[(s, t)](h_t, enc[s][0], enc[s][1])  # (B, T_t, U)
+                       for s in self.modalities if s != t]
+            if not streams:
+                z = h_t                                               # unimodal: (B, T_t, U)
+            elif len(streams) == 1:
+                z = streams[0]                                        # (B, T_t, U)
+            else:
+                z = self.merge[t](F.concat(*streams, dim=2))          # (B, T_t, S*U) -> (B, T_t, U)
+            # 4. self-attention over the fused target sequence
+            if t in self.selfattn:
+                z = self.selfattn[t](z, z, m_t)                       # (B, T_t, U)
+            # 5. pool with the target's mask (an empty row pools to exactly 0)
+            feats.append(self.tpools[t](z, m_t))                      # (B, U)
+        # 6. unimodal skip features, zeroed for missing modalities
+        for m in self.modalities:
+            u = self.upools[m](*enc[m])                               # (B, U)
+            feats.append(F.broadcast_mul(u, F.expand_dims(pres[m], axis=1)))
+        # 7. concat on the last axis with presence flags, MLP head
+        z = F.concat(*feats, self._presence_flags(F, pres), dim=1)    # (B, (|targets|+M)*U + M)
+        z = self.hidden(z)                                            # (B, hidden)
+        if self.dropout is not None:
+            z = self.dropout(z)
+        return self.output(z)                                         # (B, K)
+
+
+@_encoder_doc
+class LateFusion(_Fusion):
+    """Late fusion: one classifier per modality, combined per sample.
+
+    Stages: encode -> masked pool (B, U) -> Dense(hidden, relu) -> dropout ->
+    Dense(num_classes) = logits_m (B, K) -> combine:
+    ``combine='weights'``: learned modality weights w (M,), softmax over the *present*
+    modalities of each sample (absent ones get -1e9 and a weight of exactly 0), logits =
+    sum_m a_m * logits_m; ``combine='vote'``: soft voting, logits = log(mean over present
+    modalities of softmax(logits_m) + 1e-8).
+    """
+
+    def __init__(self, num_classes, modalities=MODALITIES, units=64, num_heads=4, ffn_units=128,
+                 dropout=0.1, pooling="mean", modality_dropout=0.0, hidden_units=64,
+                 combine="weights",
+                 audio_dim=64, audio_frames=300, audio_encoder="cnn", audio_channels=(16, 32),
+                 audio_layers=0, audio_rnn_units=None,
+                 vocab_size=5000, max_tokens=32, text_encoder="transformer", embed_dim=64,
+                 text_layers=1, embed_init=None,
+                 num_frames=8, frame_size=48, frame_channels=1, video_width=0.5, video_stages=4,
+                 video_se=True, prefix="late_", params=None):
+        super().__init__(prefix=prefix, params=params)
+        if combine not in ("weights", "vote"):
+            raise ValueError(f"combine must be 'weights' or 'vote', not {combine!r}")
+        self._combine = combine
+        with self.name_scope():
+            self._build_encoders(modalities, units, num_heads, ffn_units, dropout, audio_dim,
+                                 audio_frames, audio_encoder, audio_channels, audio_layers,
+                                 audio_rnn_units, vocab_size, max_tokens, text_encoder, embed_dim,
+                                 text_layers, embed_init, num_frames, frame_size, frame_channels,
+                                 video_width, video_stages, video_se, modality_dropout)
+            self.pools, self.heads = {}, {}
+            for m in self.modalities:
+                self.pools[m] = MaskedPool(units, pooling, prefix=f"{m}_pool_")
+                head = nn.HybridSequential(prefix=f"{m}_head_")
+                with head.name_scope():
+                    head.add(nn.Dense(hidden_units, activation="relu", prefix="hidden_"))
+                    if dropout:
+                        head.add(nn.Dropout(dropout))
+                    head.add(nn.Dense(num_classes, prefix="out_"))
+                self.heads[m] = head
+                self.register_child(self.pools[m], f"{m}_pool")
+                self.register_child(head, f"{m}_head")
+            if combine == "weights":
+                self.modality_weight = self.params.get(
+                    "modality_weight", shape=(1, len(self.modalities)), init="zeros")
+
+    def hybrid_forward(self, F, *inputs, **params):
+        # 1. unpack (x, mask) per modality, presence, modality dropout
+        xs, masks, pres = self._unpack(F, inputs)
+        # 2. encode, pool and classify each modality
+        enc = self._encode(xs, masks)                                 # (B, T_m, U), (B, T_m)
+        logits = [self.heads[m](self.pools[m](*enc[m])) for m in self.modalities]  # (B, K) each
+        p = self._presence_flags(F, pres)                             # (B, M)
+        stacked = F.concat(*[F.expand_dims(l, axis=2) for l in logits], dim=2) \
+            if len(logits) > 1 else F.expand_dims(logits[0], axis=2)  # (B, K, M)
+        if self._combine == "weights":
+            # 3a. softmax over present modalities of the learned weights
+            s = F.broadcast_add(params["modality_weight"], (1.0 - p) * NEG_INF)  # (B, M)
+            a = F.broadcast_mul(F.softmax(s, axis=-1), p)                            # (B, M)
+            return F.sum(F.broadcast_mul(stacked, F.expand_dims(a, axis=1)), axis=2)  # (B, K)
+        # 3b. soft voting over present modalities
+        probs = F.softmax(stacked, axis=1)                            # (B, K, M)
+        total = F.sum(F.broadcast_mul(probs, F.expand_dims(p, axis=1)), axis=2)  # (B, K)
+        count = F.maximum(F.sum(p, axis=1, keepdims=True), 1.0)       # (B, 1)
+        return F.log(F.broadcast_div(total, count) + 1e-8)            # (B, K)

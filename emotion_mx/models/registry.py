@@ -1,0 +1,161 @@
+"""Model registry (timm style) with presets kept as data (GluonNLP ``bert_hparams`` style).
+
+``@register_model`` registers a factory ``fn(num_classes, modalities, **kw) -> HybridBlock``
+under its function name.  ``get_model(name, num_classes, modalities=None, **kw)`` validates
+``kw`` against the keyword arguments the preset's family accepts (one-line
+:class:`EmotionMXError` listing the valid ones otherwise) and builds the block.  Keyword
+arguments override the preset's hyper-parameters; feature-dependent ones (audio_dim,
+audio_frames, vocab_size, max_tokens, num_frames, frame_size, frame_channels) come from the
+caller (the data settings) and default to FEATURE_DEFAULTS.
+"""
+import inspect
+
+from ..errors import EmotionMXError
+from .common import MODALITIES
+from .fusion import EarlyFusion, LateFusion, MidFusion, check_modalities
+
+__all__ = ["register_model", "get_model", "list_models", "input_names", "model_info",
+           "PRESETS", "FEATURE_DEFAULTS", "valid_kwargs"]
+
+# Defaults for the data-dependent arguments (override with the feature store's values).
+FEATURE_DEFAULTS = dict(audio_dim=64, audio_frames=300, vocab_size=5000, max_tokens=32,
+                        num_frames=8, frame_size=48, frame_channels=1)
+
+_TINY = dict(units=32, num_heads=2, ffn_units=64, hidden_units=32, dropout=0.1,
+             audio_channels=(8, 16), text_layers=1, embed_dim=32, video_width=0.25,
+             video_stages=3, video_se=False)
+_BASE = dict(units=128, num_heads=4, ffn_units=256, hidden_units=128, dropout=0.1,
+             audio_channels=(32, 64), audio_layers=1, text_layers=2, embed_dim=128,
+             video_width=0.5, video_stages=4, video_se=True)
+_LARGE = dict(units=256, num_heads=8, ffn_units=1024, hidden_units=256, dropout=0.1,
+              audio_channels=(32, 64, 128), audio_layers=2, text_layers=4, embed_dim=256,
+              video_width=1.0, video_stages=5, video_se=True)
+
+# name -> (family, fixed modalities or None, hyper-parameters).  Pure data.
+PRESETS = {
+    "early_tiny": ("early", None, dict(_TINY)),
+    "early_base": ("early", None, dict(_BASE)),
+    "mid_tiny": ("mid", None, dict(_TINY, cross_layers=1, self_layers=0)),
+    "mid_base": ("mid", None, dict(_BASE, cross_layers=2, self_layers=1)),
+    "mid_large": ("mid", None, dict(_LARGE, cross_layers=4, self_layers=2,
+                                    query_modalities=("audio", "text", "video"))),
+    # about a tenth of mid_base's parameters, for distillation (see docs/notes/models.md)
+    "mid_student": ("mid", None, dict(units=56, num_heads=4, ffn_units=112, hidden_units=56,
+                                      dropout=0.1, audio_channels=(8, 16), audio_layers=0,
+                                      text_layers=1, embed_dim=16, video_width=0.25,
+                                      video_stages=3, video_se=False, cross_layers=1,
+                                      self_layers=0)),
+    "late_tiny": ("late", None, dict(_TINY)),
+    "late_base": ("late", None, dict(_BASE)),
+    # unimodal baselines (early family with one modality)
+    "audio_cnn": ("early", ("audio",), dict(_BASE, audio_encoder="cnn", audio_layers=0)),
+    "audio_crnn": ("early", ("audio",), dict(_BASE, audio_encoder="crnn", audio_layers=0)),
+    "text_transformer": ("early", ("text",), dict(_BASE, text_encoder="transformer")),
+    "text_bilstm": ("early", ("text",), dict(_BASE, text_encoder="bilstm", text_layers=1)),
+    "video_mobilenet": ("early", ("video",), dict(_BASE)),
+}
+
+FAMILIES = {"early": EarlyFusion, "mid": MidFusion, "late": LateFusion}
+
+# Keyword arguments that only concern one modality (hidden for presets without it).
+_MODALITY_KWARGS = {
+    "audio": ("audio_dim", "audio_frames", "audio_encoder", "audio_channels", "audio_layers",
+              "audio_rnn_units"),
+    "text": ("vocab_size", "max_tokens", "text_encoder", "embed_dim", "text_layers",
+             "embed_init"),
+    "video": ("num_frames", "frame_size", "frame_channels", "video_width", "video_stages",
+              "video_se"),
+}
+_NOT_KWARGS = ("self", "num_classes", "modalities", "prefix", "params")
+
+_REGISTRY = {}
+
+
+def register_model(fn):
+    """Decorator: register ``fn(num_classes, modalities=None, **kw)`` under ``fn.__name__``."""
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_models():
+    """Registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def input_names(modalities=MODALITIES):
+    """Positional input names in canonical order, e.g. ['audio', 'audio_mask', 'text', ...]."""
+    names = []
+    for m in check_modalities(modalities):
+        names += [m, f"{m}_mask"]
+    return names
+
+
+def model_info(name):
+    """(family class, fixed modalities or None, hyper-parameters dict copy) of a preset."""
+    _check_name(name)
+    family, fixed, hp = PRESETS[name]
+    return FAMILIES[family], fixed, dict(hp)
+
+
+def valid_kwargs(name):
+    """Sorted keyword arguments ``get_model(name, ...)`` accepts."""
+    cls, fixed, _ = model_info(name)
+    names = [p for p in inspect.signature(cls.__init__).parameters if p not in _NOT_KWARGS]
+    if fixed is not None:
+        hidden = {k for m, ks in _MODALITY_KWARGS.items() if m not in fixed for k in ks}
+        hidden |= {"modality_dropout", "query_modalities", "cross_layers", "self_layers",
+                   "combine"}
+        names = [n for n in names if n not in hidden]
+    return sorted(names)
+
+
+def _check_name(name):
+    if name not in PRESETS or name not in _REGISTRY:
+        raise EmotionMXError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+
+
+def _create(name, num_classes, modalities, kw):
+    cls, fixed, hp = model_info(name)
+    valid = valid_kwargs(name)
+    unknown = sorted(k for k in kw if k not in valid)
+    if unknown:
+        raise EmotionMXError(f"model {name!r} does not take {', '.join(unknown)}; "
+                             f"valid kwargs: {', '.join(valid)}")
+    if fixed is not None:
+        if modalities is not None and tuple(modalities) != fixed:
+            raise EmotionMXError(f"model {name!r} is unimodal ({fixed[0]}); "
+                                 f"modalities must be {list(fixed)} or omitted, got {list(modalities)}")
+        modalities = fixed
+    elif modalities is None:
+        modalities = MODALITIES
+    try:
+        modalities = check_modalities(modalities)
+    except ValueError as e:
+        raise EmotionMXError(str(e)) from None
+    args = dict(FEATURE_DEFAULTS)
+    args.update(hp)
+    args.update(kw)
+    args = {k: v for k, v in args.items() if k in valid or k in hp}
+    try:
+        return cls(num_classes=int(num_classes), modalities=modalities, **args)
+    except ValueError as e:
+        raise EmotionMXError(f"model {name!r}: {e}") from None
+
+
+def get_model(name, num_classes, modalities=None, **kw):
+    """Build preset ``name`` for ``modalities`` (default: all three, or the unimodal
+    baseline's own modality) with ``num_classes`` outputs; ``kw`` overrides hyper-parameters."""
+    _check_name(name)
+    return _REGISTRY[name](num_classes, modalities=modalities, **kw)
+
+
+def _preset_factory(name):
+    def factory(num_classes, modalities=None, **kw):
+        return _create(name, num_classes, modalities, kw)
+    factory.__name__ = name
+    factory.__doc__ = f"Preset {name!r}: family {PRESETS[name][0]!r}, hparams {PRESETS[name][2]}."
+    return factory
+
+
+for _name in PRESETS:
+    register_model(_preset_factory(_name))
