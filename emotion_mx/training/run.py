@@ -1,0 +1,150 @@
+"""Training from a feature store into a run directory (the library behind tools/train.py).
+
+Only the fold's ``train`` and ``valid`` splits are read here; ``test`` is for
+:mod:`emotion_mx.training.evaluate` after training.  With a ``dist_*`` kvstore every worker
+reads only its round-robin shard of the training ids; rank 0 alone reads the validation split
+and writes the run directory.
+"""
+import json
+import os
+import shutil
+
+import numpy as np
+
+from .. import artifacts
+from ..config import dump_config
+from ..errors import ConfigError, EmotionMXError
+from ..fileio import atomic_path, write_json
+from .amp import init_amp, resolve_precision
+from .distributed import make_worker, shard_indices
+from .trainer import Split, fit, input_names
+
+__all__ = ["train", "open_store", "load_split", "model_kwargs", "mel_bins_for", "DATA_MODEL_KWARGS"]
+
+# model keyword arguments that come from the feature store, never from the training config
+DATA_MODEL_KWARGS = ("audio_dim", "audio_frames", "vocab_size", "max_tokens", "num_frames",
+                     "frame_size", "frame_channels")
+
+
+def open_store(data_dir):
+    from ..data import FeatureStore
+    return FeatureStore(data_dir)
+
+
+def data_settings(cfg):
+    d = cfg.data
+    return {"audio_feature": d.audio_feature, "max_audio_frames": d.max_audio_frames,
+            "max_tokens": d.max_tokens, "num_frames": d.num_frames}
+
+
+def load_split(store, ids, modalities, fold, settings, norm=None, vocab=None):
+    from ..data import load_arrays
+    inputs, labels = load_arrays(store, ids, modalities, fold=fold, norm=norm, vocab=vocab, **settings)
+    return Split(inputs, labels, list(ids))
+
+
+def model_kwargs(cfg, data_kwargs):
+    """Config kwargs + the store's feature-dependent kwargs (a conflict is a ConfigError)."""
+    kwargs = dict(cfg.model.kwargs)
+    clash = sorted(k for k in kwargs if k in DATA_MODEL_KWARGS)
+    if clash:
+        raise ConfigError(f"model.kwargs sets {', '.join(clash)}: these come from the feature store "
+                          "(use data.max_audio_frames / data.max_tokens / data.num_frames to change lengths)")
+    kwargs.update(data_kwargs)
+    return kwargs
+
+
+def mel_bins_for(audio_feature, audio_dim, n_mels=None):
+    """Leading audio dims that are mel bins (for pitch shift / frequency masks); 0 if none."""
+    if not audio_feature.startswith("logmel"):
+        return 0
+    if audio_feature == "logmel":
+        return audio_dim
+    return n_mels or 64   # logmel+... : the store's log-mel has 64 bins (DESIGN.md)
+
+
+def _check_out(out_dir, resume):
+    exists = os.path.isfile(os.path.join(out_dir, artifacts.MODEL_SPEC))
+    if exists and not resume:
+        raise EmotionMXError(f"{out_dir} already holds a training run; pass --resume to continue it "
+                             "or choose another --out")
+    if resume and not exists:
+        return False
+    return resume
+
+
+def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="device", resume=False,
+          progress=True, echo=print):
+    """Train ``cfg`` (:class:`TrainConfig`) on fold ``fold`` of store ``data_dir`` into run
+    directory ``out_dir``.  Returns :class:`~emotion_mx.training.trainer.FitResult`."""
+    import mxnet as mx
+    contexts = list(contexts or [mx.cpu()])
+    worker = make_worker(kvstore)
+    chief = worker.is_chief
+    precision, note = resolve_precision(amp, contexts)
+    if note and chief:
+        echo(note)
+    if precision != "float32":
+        init_amp(precision)     # before the first forward pass builds the graph
+
+    store = open_store(data_dir)
+    modalities = cfg.data.modalities
+    from ..data import data_spec
+    spec_data = data_spec(store, fold, modalities, **data_settings(cfg))
+    settings = spec_data["settings"]
+    load_settings = {k: settings.get(k) for k in ("audio_feature", "max_audio_frames", "max_tokens", "num_frames")}
+    labels = list(store.labels)
+
+    train_ids = store.ids(fold, "train")
+    valid_ids = store.ids(fold, "valid")
+    if not train_ids:
+        raise EmotionMXError(f"{data_dir}: fold {fold} has no training items")
+    if not valid_ids:
+        raise EmotionMXError(f"{data_dir}: fold {fold} has no validation items; model selection needs them")
+    # global class counts (balanced class weights) without loading every array on every worker
+    counts = np.bincount([store.label_index[store.by_id[i].label] for i in train_ids], minlength=len(labels))
+    if worker.distributed:
+        train_ids = [train_ids[i] for i in shard_indices(len(train_ids), worker.rank, worker.num_workers)]
+
+    kwargs = model_kwargs(cfg, spec_data["model_kwargs"])
+    from ..models import get_model
+    net = get_model(cfg.model.name, num_classes=len(labels), modalities=modalities, **kwargs)
+
+    train_split = load_split(store, train_ids, modalities, fold, load_settings)
+    valid_split = load_split(store, valid_ids, modalities, fold, load_settings) if chief else None
+    names = input_names(modalities)
+    spec = {
+        "name": cfg.model.name, "kwargs": kwargs, "modalities": list(modalities),
+        "num_classes": len(labels), "labels": labels,
+        "inputs": {n: list(train_split.inputs[n].shape[1:]) for n in names},
+        **{k: v for k, v in settings.items() if k != "modalities"},
+        "fold": fold, "store": os.path.abspath(data_dir), "precision": precision,
+    }
+    resume = _check_out(out_dir, resume) if chief else resume
+    if chief:
+        _write_run_files(out_dir, cfg, store, fold, spec, resume)
+    audio_dim = spec_data["model_kwargs"].get("audio_dim", 0)
+    result = fit(net, train_split, valid_split, cfg, run_dir=out_dir, labels=labels, modalities=modalities,
+                 contexts=contexts, worker=worker, precision=precision, resume=resume,
+                 mel_bins=mel_bins_for(settings.get("audio_feature", "logmel"), audio_dim),
+                 class_counts=counts, progress=progress, echo=echo)
+    return result
+
+
+def _write_run_files(out_dir, cfg, store, fold, spec, resume):
+    os.makedirs(out_dir, exist_ok=True)
+    if resume:
+        old = artifacts.load_model_spec(out_dir)
+        for key in ("name", "kwargs", "modalities", "labels", "inputs"):
+            if json.loads(json.dumps(old.get(key))) != json.loads(json.dumps(spec[key])):
+                raise EmotionMXError(f"--resume: {out_dir} was trained with a different {key} "
+                                     f"({old.get(key)!r} vs {spec[key]!r}); use a new --out")
+    dump_config(cfg, artifacts.run_file(out_dir, artifacts.CONFIG))
+    write_json(artifacts.run_file(out_dir, artifacts.LABELS), spec["labels"])
+    write_json(artifacts.run_file(out_dir, artifacts.NORM), store.norm(fold))
+    vocab_src = os.path.join(store.path, "vocab", f"fold{fold}.json")
+    if "text" in spec["modalities"] and os.path.isfile(vocab_src):
+        with atomic_path(artifacts.run_file(out_dir, artifacts.VOCAB)) as tmp:
+            shutil.copyfile(vocab_src, tmp)
+    artifacts.save_model_spec(out_dir, spec)
+

@@ -1,0 +1,178 @@
+"""Run directories: resume equivalence, early stopping and selection on validation only,
+end-to-end train → evaluate → crossval → distill on a tiny synthetic store, CLI errors."""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from emotion_mx import artifacts
+from emotion_mx.config import DatasetConfig, load_config
+from emotion_mx.training.checkpoint import latest_checkpoint
+from emotion_mx.training.config import load_train_config
+from emotion_mx.training.trainer import fit
+
+from test_training_support import LABELS, TinyNet, small_config, synth_split
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+QUIET = dict(progress=False, echo=lambda *a: None)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _params(net):
+    return {k[k.index("_") + 1:]: p.data().asnumpy() for k, p in net.collect_params().items()}
+
+
+def test_resume_continues_exactly(tmp_path):
+    cfg = small_config(epochs=4)          # dropout + augmentation + warm-up + cosine: all seeded
+    train, valid = synth_split(80, 0), synth_split(24, 1)
+    straight = fit(TinyNet(3), train, valid, cfg, run_dir=str(tmp_path / "a"), labels=LABELS,
+                   modalities=("audio",), tensorboard=False, **QUIET)
+
+    def kill_after_epoch_2(msg):
+        if msg.startswith("epoch 2:"):
+            raise _Killed()               # after the epoch-2 checkpoint, like a SIGKILL
+    with pytest.raises(_Killed):
+        fit(TinyNet(3), train, valid, cfg, run_dir=str(tmp_path / "b"), labels=LABELS, modalities=("audio",),
+            progress=False, echo=kill_after_epoch_2, tensorboard=False)
+    assert latest_checkpoint(str(tmp_path / "b")).endswith("epoch-0002")
+    resumed = fit(TinyNet(3), train, valid, cfg, run_dir=str(tmp_path / "b"), labels=LABELS,
+                  modalities=("audio",), resume=True, tensorboard=False, **QUIET)
+    pa, pb = _params(straight.net), _params(resumed.net)
+    assert pa.keys() == pb.keys()
+    for k in pa:
+        np.testing.assert_allclose(pb[k], pa[k], atol=1e-5, err_msg=k)
+    assert [r["valid_unweighted_accuracy"] for r in resumed.history] == \
+           [r["valid_unweighted_accuracy"] for r in straight.history]
+    assert resumed.best_epoch == straight.best_epoch and len(resumed.history) == 4
+    rows = open(tmp_path / "b" / "metrics.csv").read().strip().splitlines()
+    assert len(rows) == 5                 # header + 4 epochs, no duplicates after resuming
+
+
+def test_early_stopping_and_best_follow_validation(tmp_path):
+    cfg = small_config(epochs=10, patience=2, optim={"lr": 1e-9, "warmup_epochs": 0.0, "schedule": "constant"})
+    res = fit(TinyNet(3), synth_split(48, 0), synth_split(24, 1), cfg, run_dir=str(tmp_path), labels=LABELS,
+              modalities=("audio",), **QUIET)
+    ua = [r["valid_unweighted_accuracy"] for r in res.history]
+    assert res.stopped_early and res.epochs_run < 10
+    assert res.best_epoch == 1 + int(np.argmax(ua)) and res.best_score == pytest.approx(max(ua))
+    best = json.load(open(tmp_path / "best.json"))
+    assert best["split"] == "valid" and best["epoch"] == res.best_epoch
+    for name in ("best.params", "metrics.csv", "curves.png"):
+        assert os.path.isfile(tmp_path / name)
+    assert os.listdir(tmp_path / "tensorboard")
+
+
+# ------------------------------------------------------------------------------------------
+# a tiny synthetic tri-modal store (emotion_mx.demo + emotion_mx.build)
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    pytest.importorskip("espeakng_loader")
+    from emotion_mx.build import build_dataset
+    from emotion_mx.demo import make_demo_corpus
+    base = tmp_path_factory.mktemp("store")
+    make_demo_corpus(str(base / "corpus"), per_class_per_speaker=1)
+    cfg = load_config(os.path.join(ROOT, "configs", "datasets", "demo.yaml"), DatasetConfig)
+    build_dataset(cfg.corpus, str(base / "corpus"), str(base / "store"), cfg=cfg, workers=1, progress=False)
+    return str(base / "store")
+
+
+def _tiny_cfg(**over):
+    base = {"model": {"name": "mid_tiny"}, "data": {"modalities": ["audio", "text", "video"],
+                                                    "max_audio_frames": 200, "max_tokens": 12},
+            "epochs": 2, "batch_size": 8, "patience": None, "optim": {"lr": 0.002},
+            "augment": {"noise_std": 0.05, "face_flip": 0.5, "time_masks": 1}}
+    base.update(over)
+    return load_train_config(None, base)
+
+
+def test_train_reads_only_train_and_valid_then_evaluates_test(store, tmp_path, monkeypatch):
+    from emotion_mx import data as data_mod
+    from emotion_mx.training import evaluate_run, train
+    requested = []
+    real_ids = data_mod.FeatureStore.ids
+    monkeypatch.setattr(data_mod.FeatureStore, "ids",
+                        lambda self, fold, split: requested.append(split) or real_ids(self, fold, split))
+    run = str(tmp_path / "run")
+    res = train(_tiny_cfg(), store, run, fold=0, contexts=[mx.cpu(0), mx.cpu(1)], **QUIET)
+    assert set(requested) == {"train", "valid"}            # selection never sees test
+    assert res.epochs_run == 2
+    for name in ("config.yaml", "labels.json", "norm.json", "vocab.json", "model.json", "best.params",
+                 "metrics.csv", "curves.png"):
+        assert os.path.isfile(os.path.join(run, name)), name
+    spec = artifacts.load_model_spec(run)
+    assert spec["modalities"] == ["audio", "text", "video"] and spec["inputs"]["audio"] == [200, 64]
+    assert spec["kwargs"]["vocab_size"] > 0 and spec["max_tokens"] == 12
+    net, _ = artifacts.load_run_model(run)                  # rebuilds through the registry
+    requested.clear()
+    m = evaluate_run(run, store, split="test")
+    assert requested == ["test"]
+    assert set(m) >= {"accuracy", "unweighted_accuracy", "macro_f1", "weighted_f1", "per_class",
+                      "confusion_matrix", "labels"}
+    assert np.array(m["confusion_matrix"]).sum() == m["num_samples"] > 0
+    assert os.path.isfile(os.path.join(run, "eval", "metrics.json"))
+    assert os.path.isfile(os.path.join(run, "eval", "confusion.png"))
+
+
+def test_crossval_and_distill(store, tmp_path):
+    from emotion_mx.training import cross_validate, distill, format_report
+    out = str(tmp_path / "cv")
+    res = cross_validate(_tiny_cfg(epochs=1), store, out, folds="0", seeds=(0, 1), **QUIET)
+    assert len(res["runs"]) == 2 and "±" in res["markdown"]
+    summary = json.load(open(os.path.join(out, "results.json")))["summary"]
+    assert summary["unweighted_accuracy"]["std"] >= 0 and len(summary["accuracy"]["values"]) == 2
+    assert os.path.isfile(os.path.join(out, "results.md"))
+
+    report = distill(os.path.join(out, "fold0-seed0"), "mid_student", store, str(tmp_path / "student"),
+                     alpha=0.7, temperature=3.0, epochs=1, **QUIET)
+    for role in ("teacher", "student"):
+        assert report[role]["params"] > 0 and report[role]["latency_ms_batch1"] > 0
+        assert 0 <= report[role]["unweighted_accuracy"] <= 1
+    # (mid_student is sized against mid_base; the tiny teacher here happens to be smaller)
+    assert report["param_ratio"] == pytest.approx(report["student"]["params"] / report["teacher"]["params"])
+    assert report["feature_matching"] is False and "feature" in report["note"]
+    assert "teacher" in format_report(report)
+    assert os.path.isfile(tmp_path / "student" / "distill.json")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable] + list(args), cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    missing = str(tmp_path / "no-store")
+    for args in (["tools/train.py", "--data", missing, "--out", str(tmp_path / "r")],
+                 ["tools/train.py", "--data", missing, "--out", str(tmp_path / "r"), "--modalities", "audio,smell"],
+                 ["tools/train.py", "--config", str(tmp_path / "none.yaml"), "--data", missing, "--out", "x"],
+                 ["tools/evaluate.py", "--run", str(tmp_path), "--data", missing],
+                 ["tools/crossval.py", "--data", missing, "--out", str(tmp_path / "cv")]):
+        p = _cli(*args)
+        assert p.returncode == 2, (args, p.stderr)
+        lines = [ln for ln in p.stderr.strip().splitlines() if not ln.startswith("WARNING")]
+        assert len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_amp_cli_bfloat16_on_avx512_or_one_message(store, tmp_path):
+    """--amp on CPU: bfloat16 training runs where the CPU has AVX-512, else one message + float32."""
+    from emotion_mx.training.amp import cpu_has_avx512
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("model: {name: mid_tiny}\ndata: {modalities: [audio, text, video], max_audio_frames: 200, "
+                   "max_tokens: 12}\nepochs: 1\nbatch_size: 8\n")
+    run = tmp_path / "amp-run"
+    p = _cli("tools/train.py", "--config", str(cfg), "--data", store, "--out", str(run), "--amp", "--quiet")
+    assert p.returncode == 0, p.stderr[-3000:]
+    precision = artifacts.load_model_spec(str(run))["precision"]
+    if cpu_has_avx512():
+        assert precision == "bfloat16"
+    else:
+        assert precision == "float32" and p.stdout.count("--amp:") == 1
