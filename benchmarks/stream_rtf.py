@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Streaming realtime factor and window latency, fp32 vs INT8, on this machine.
+
+    python benchmarks/stream_rtf.py [--seconds 30] [--models mid_tiny,mid_base] [--window 2 --hop 0.5]
+                                    [--detect/--no-detect] [--work DIR] [--repeats 2]
+
+Generates a demo-corpus-like clip (espeak-ng speech, a drawn face moving in a 640x360 frame at
+25 fps, MJPG + PCM in .avi, SRT subtitles), exports each model with random weights (the cost
+does not depend on the weights) at tri-modal store settings (log-mel + prosody, 300 audio
+frames, 32 tokens, 8 face frames) and INT8-quantizes it (naive calibration on synthetic
+inputs), then streams the clip with ``--no-realtime``:
+
+* RTF = wall time of the whole stream (decoding, sync, features, model) / stream duration;
+* window latency = features + model for one window (median, p95).
+
+Goal: RTF <= 0.1 on the 2-core CPU.  Random weights: the numbers say nothing about accuracy.
+"""
+import json
+import os
+import tempfile
+
+import click
+import numpy as np
+
+from emotion_mx.cli import run_cli
+
+SETTINGS = dict(audio_feature="logmel+prosody", n_mels=64, audio_frames=300, num_frames=8, max_tokens=32)
+SENTENCES = ["I really hate this meeting today", "what a wonderful surprise that was",
+             "the report is on the table", "I miss them so much it hurts", "stop it this is outrageous",
+             "our plan for tuesday is fine"]
+
+
+def make_clip(path, seconds, fps=25, size=(640, 360), sr=16000):
+    """Speech sentences with pauses + a face moving in a larger frame; returns (clip, srt)."""
+    import subprocess
+    import cv2
+    import imageio_ffmpeg
+    import librosa
+    from emotion_mx.features.tts import synthesize
+    from emotion_mx.inference.testing import face_image, write_srt, write_wav
+    wave, cues, t = np.zeros(int(seconds * sr), np.float32), [], 0.3
+    k = 0
+    while t < seconds - 0.5:
+        w, wsr, _ = synthesize(SENTENCES[k % len(SENTENCES)], voice="en")
+        w = librosa.resample(w, orig_sr=wsr, target_sr=sr)
+        n = min(len(w), len(wave) - int(t * sr))
+        wave[int(t * sr):int(t * sr) + n] = w[:n]
+        cues.append((t, t + n / sr, SENTENCES[k % len(SENTENCES)]))
+        t += n / sr + 0.6
+        k += 1
+    wave += np.random.RandomState(0).normal(0, 0.003, wave.shape).astype(np.float32)
+    base = os.path.splitext(path)[0]
+    video, audio = base + ".v.avi", base + ".a.wav"
+    vw = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    for i in range(int(seconds * fps)):
+        canvas = np.full((size[1], size[0], 3), 70, np.uint8)
+        face = face_image(i / fps, 240)
+        x = 200 + int(60 * np.sin(i / fps))
+        canvas[60:300, x:x + 240] = face
+        vw.write(canvas)
+    vw.release()
+    write_wav(audio, wave, sr)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video, "-i", audio,
+                    "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "pcm_s16le", path], check=True)
+    os.unlink(video)
+    os.unlink(audio)
+    return path, write_srt(base + ".srt", cues)
+
+
+def stream_once(model_dir, clip, srt, window, hop):
+    from emotion_mx.inference.predict import Predictor
+    from emotion_mx.inference.stream import StreamRunner, open_sources
+    from emotion_mx.inference.subtitles import read_subtitles
+    pred = Predictor(model_dir)
+    runner = StreamRunner(pred, window=window, hop=hop, cues=read_subtitles(srt))
+    sources, _ = open_sources(pred.modalities, pred.config.audio.sample_rate, video=clip)
+    rows = list(runner.run(sources, realtime=False))
+    return runner.summary(), rows
+
+
+@click.command()
+@click.option("--seconds", default=30.0, show_default=True, help="Clip length.")
+@click.option("--models", default="mid_tiny,mid_base", show_default=True, help="Registry models, comma-separated.")
+@click.option("--window", default=2.0, show_default=True)
+@click.option("--hop", default=0.5, show_default=True)
+@click.option("--detect/--no-detect", default=True, show_default=True, help="Haar face detection per frame.")
+@click.option("--repeats", default=2, show_default=True, help="Streams per model; the best RTF is reported.")
+@click.option("--work", type=click.Path(), help="Working folder [a temporary one].")
+def main(seconds, models, window, hop, detect, repeats, work):
+    from emotion_mx.inference.testing import make_exported
+    work = work or tempfile.mkdtemp(prefix="stream_rtf.")
+    os.makedirs(work, exist_ok=True)
+    clip, srt = make_clip(os.path.join(work, "clip.avi"), seconds)
+    click.echo(f"clip {clip}: {seconds:g} s, 640x360 @ 25 fps, speech + subtitles; window {window:g} s, "
+               f"hop {hop:g} s, face detection {'on' if detect else 'off'}; cpus {os.cpu_count()}")
+    table = []
+    for name in [m.strip() for m in models.split(",") if m.strip()]:
+        for precision in ("fp32", "int8"):
+            d = os.path.join(work, f"{name}-{precision}")
+            if not os.path.isfile(os.path.join(d, "model.json")):
+                make_exported(d, os.path.join(work, f"{name}-run"), name=name, precision=precision,
+                              detect=detect, **SETTINGS)
+            best = None
+            for _ in range(repeats):
+                summary, rows = stream_once(d, clip, srt, window, hop)
+                if best is None or summary["realtime_factor"] < best["realtime_factor"]:
+                    best = summary
+            table.append({"model": name, "precision": precision, "windows": best["windows"],
+                          "rtf": best["realtime_factor"], "rtf_windows": best["model_realtime_factor"],
+                          "latency_median_ms": best["window_latency_ms"]["median"],
+                          "latency_p95_ms": best["window_latency_ms"]["p95"],
+                          "features_ms": best["features_ms_median"], "model_ms": best["model_ms_median"],
+                          "dropped": sum(best["dropped"].values())})
+    click.echo(f"\nload average during the runs (1/5/15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    click.echo("| model | precision | windows | RTF (whole stream) | RTF (windows only) | window latency median / p95 (ms) "
+               "| features / model median (ms) |")
+    click.echo("|---|---|---|---|---|---|---|")
+    for r in table:
+        click.echo(f"| {r['model']} | {r['precision']} | {r['windows']} | {r['rtf']:.3f} | {r['rtf_windows']:.3f} | "
+                   f"{r['latency_median_ms']:.1f} / {r['latency_p95_ms']:.1f} | {r['features_ms']:.1f} / {r['model_ms']:.1f} |")
+    click.echo("\n" + json.dumps(table))
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,21 @@
+#pragma once
+// Minimal .npy reader: little-endian float32 ('<f4'), C order, format versions 1-3.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "emotion_mx/error.h"
+
+namespace emotion_mx {
+
+struct NpyArray {
+  std::vector<uint32_t> shape;
+  std::vector<float> data;
+};
+
+/// Loads `path`; throws Error naming the file for a missing file, another dtype
+/// (e.g. '<f8', '<i4'), Fortran order or a truncated payload.
+NpyArray load_npy(const std::string& path);
+
+}  // namespace emotion_mx

@@ -1,0 +1,65 @@
+#include "emotion_mx/model_dir.h"
+
+#include <cmath>
+
+#include "emotion_mx/json.h"
+
+namespace emotion_mx {
+namespace {
+
+constexpr const char* kFormat = "emotion_mx.exported/1";
+
+std::string join(const std::string& dir, const std::string& name) {
+  if (dir.empty() || dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+uint32_t dim(const json::Value& v, const std::string& what) {
+  double d = v.number(what);
+  if (d < 1 || d != std::floor(d) || d > 4294967295.0) throw Error(what + " must be a positive integer");
+  return static_cast<uint32_t>(d);
+}
+
+}  // namespace
+
+ModelDir ModelDir::open(const std::string& dir) {
+  const std::string sidecar_path = join(dir, "model.json");
+  json::Value doc;
+  try {
+    doc = json::parse(read_file(sidecar_path));
+  } catch (const Error& e) {
+    throw Error(sidecar_path + ": " + e.what());
+  }
+  try {
+    if (!doc.contains("format") || doc.at("format").string("format") != kFormat)
+      throw Error(std::string("not an exported-model sidecar (expected format ") + kFormat +
+                  "); export the run with tools/export.py");
+    ModelDir m;
+    m.path = dir;
+    m.precision = doc.contains("precision") ? doc.at("precision").string("precision") : "fp32";
+    for (const auto& l : doc.at("labels").array("labels")) m.labels.push_back(l.string("label"));
+    for (const auto& in : doc.at("inputs").array("inputs")) {
+      InputSpec spec;
+      spec.name = in.at("name").string("input name");
+      if (in.contains("dtype") && in.at("dtype").string("dtype") != "float32")
+        throw Error("input '" + spec.name + "' has dtype " + in.at("dtype").string() +
+                    "; only float32 inputs are supported");
+      for (const auto& d : in.at("shape").array("input shape"))
+        spec.shape.push_back(dim(d, "shape of '" + spec.name + "'"));
+      if (spec.shape.empty()) throw Error("input '" + spec.name + "' has an empty shape");
+      m.inputs.push_back(std::move(spec));
+    }
+    if (m.inputs.empty()) throw Error("no inputs listed");
+    m.symbol_file = join(dir, doc.contains("symbol_file") ? doc.at("symbol_file").string() : "model-symbol.json");
+    m.params_file = join(dir, doc.contains("params_file") ? doc.at("params_file").string() : "model-0000.params");
+    return m;
+  } catch (const Error& e) {
+    throw Error(sidecar_path + ": " + e.what());
+  }
+}
+
+Predictor ModelDir::make_predictor(const std::vector<InputSpec>& shapes) const {
+  return Predictor::from_files(symbol_file, params_file, shapes);
+}
+
+}  // namespace emotion_mx

@@ -1,0 +1,97 @@
+"""Build and drive the C++ wrapper (cpp_deploy/) from Python: tests, benchmarks, demo."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from .. import artifacts as A
+from ..errors import EmotionMXError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOURCE_DIR = os.path.join(ROOT, "cpp_deploy")
+BINARY = "emotion_predict"
+
+
+def build(build_dir, build_type="Release", jobs=2, python=None):
+    """Configure and build cpp_deploy/ into ``build_dir``; returns the emotion_predict path."""
+    if shutil.which("cmake") is None:
+        raise EmotionMXError("cmake is not installed; the C++ wrapper needs cmake >= 3.16 and a C++17 compiler")
+    python = python or sys.executable
+    cfg = ["cmake", "-S", SOURCE_DIR, "-B", build_dir, f"-DCMAKE_BUILD_TYPE={build_type}",
+           f"-DEMX_PYTHON={python}"]
+    for cmd in (cfg, ["cmake", "--build", build_dir, "-j", str(jobs)]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+            raise EmotionMXError(f"C++ build failed ({' '.join(cmd[:2])}):\n" + "\n".join(tail))
+    path = os.path.join(build_dir, BINARY)
+    if not os.path.isfile(path):
+        raise EmotionMXError(f"C++ build finished without {path}")
+    return path
+
+
+def find_binary(build_dir=None):
+    """emotion_predict from ``build_dir``, $EMOTION_MX_CPP_BUILD or cpp_deploy/build."""
+    for d in (build_dir, os.environ.get("EMOTION_MX_CPP_BUILD"), os.path.join(SOURCE_DIR, "build")):
+        if d and os.path.isfile(os.path.join(d, BINARY)):
+            return os.path.join(d, BINARY)
+    return None
+
+
+def run(binary, model_dir, inputs, bench=0, threads=0, workdir=None, timeout=300):
+    """Run emotion_predict on ``inputs`` (dict name → float32 array, batch first).
+
+    Returns the parsed JSON; a non-zero exit raises EmotionMXError with its error line.
+    """
+    own = workdir is None
+    workdir = workdir or tempfile.mkdtemp(prefix="emx_cpp_")
+    try:
+        args = [binary, "--model", model_dir]
+        for name, x in inputs.items():
+            path = os.path.join(workdir, f"{name}.npy")
+            np.save(path, np.ascontiguousarray(x, dtype="<f4"))
+            args += ["--input", f"{name}={path}"]
+        if bench:
+            args += ["--bench", str(bench)]
+        if threads:
+            args += ["--threads", str(threads)]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+            raise EmotionMXError(f"emotion_predict failed: {lines[-1] if lines else proc.stderr.strip()[-300:]}")
+        return json.loads(proc.stdout)
+    finally:
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def predict_store(binary, model_dir, data_dir, split="test", fold=0, batch_size=32, limit=None):
+    """C++ predictions for a store split, prepared as the exported model's sidecar says.
+
+    Returns {'ids', 'labels' (int), 'predicted' (int), 'probabilities'}; used by the demo's
+    thin C++ step.
+    """
+    from ..data import FeatureStore, load_arrays
+    sidecar = A.read_sidecar(model_dir)
+    store = FeatureStore(data_dir)
+    ids = store.ids(fold, split)[:limit]
+    if not ids:
+        raise EmotionMXError(f"{data_dir}: fold {fold} has no '{split}' items")
+    vocab = None
+    if sidecar.get("vocab") and os.path.isfile(os.path.join(model_dir, sidecar["vocab"])):
+        from ..features.text import load_vocab
+        vocab = load_vocab(os.path.join(model_dir, sidecar["vocab"]))
+    feats = sidecar.get("features", {})
+    kw = {k: feats[k] for k in ("audio_feature", "max_audio_frames", "max_tokens", "num_frames") if k in feats}
+    inputs, labels = load_arrays(store, ids, sidecar["modalities"], fold=fold, norm=sidecar.get("normalisation"),
+                                 vocab=vocab, **kw)
+    probs = []
+    for s in range(0, len(ids), batch_size):
+        out = run(binary, model_dir, {k: v[s:s + batch_size] for k, v in inputs.items()})
+        probs += out["probabilities"]
+    probs = np.asarray(probs, np.float32)
+    return {"ids": ids, "labels": labels, "predicted": probs.argmax(1), "probabilities": probs}

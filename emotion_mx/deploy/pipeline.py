@@ -1,0 +1,182 @@
+"""Run-level deployment steps: export a run, quantize it with calibration data from the store,
+and measure fp32 vs INT8 in one report.  CLIs in tools/ are thin wrappers over these."""
+import logging
+import os
+import time
+
+import numpy as np
+
+from .. import artifacts as A
+from ..errors import EmotionMXError
+from ..fileio import read_json, write_json
+from .quantize import op_census, quantize_symbol
+from .runtime import Runner, predict, unweighted_accuracy
+
+log = logging.getLogger(__name__)
+
+# load_arrays keyword arguments taken from the run's model spec (top level or "settings")
+DATA_KEYS = ("audio_feature", "max_audio_frames", "max_tokens", "num_frames")
+
+
+def run_data_settings(spec):
+    merged = dict(spec.get("settings") or {})
+    merged.update({k: spec[k] for k in DATA_KEYS if k in spec})
+    return {k: merged[k] for k in DATA_KEYS if merged.get(k) is not None}
+
+
+def load_split(run_dir, spec, data_dir, fold, split):
+    """(inputs dict, labels) of a store split, prepared exactly as for the run (its norm/vocab)."""
+    from ..data import FeatureStore, load_arrays
+    store = FeatureStore(data_dir)
+    if list(store.labels) != list(spec["labels"]):
+        raise EmotionMXError(f"{data_dir}: labels {store.labels} differ from the run's {spec['labels']}; "
+                             "calibrate with the store the run was trained on")
+    ids = store.ids(fold, split)
+    if not ids:
+        raise EmotionMXError(f"{data_dir}: fold {fold} has no '{split}' items")
+    norm_path = A.run_file(run_dir, A.NORM)
+    norm = read_json(norm_path) if os.path.isfile(norm_path) else None
+    vocab = None
+    if "text" in spec["modalities"] and os.path.isfile(A.run_file(run_dir, A.VOCAB)):
+        from ..features.text import load_vocab
+        vocab = load_vocab(A.run_file(run_dir, A.VOCAB))
+    inputs, labels = load_arrays(store, ids, spec["modalities"], fold=fold, norm=norm, vocab=vocab,
+                                 **run_data_settings(spec))
+    return inputs, labels
+
+
+def calibration_batches(inputs, batch_size, num_batches, seed=0):
+    """``num_batches`` shuffled full batches (dicts) of the training split."""
+    n = len(next(iter(inputs.values())))
+    order = np.random.RandomState(seed).permutation(n)
+    bs = min(batch_size, n)
+    out = []
+    for k in range(min(num_batches, max(1, n // bs))):
+        idx = np.sort(order[k * bs:(k + 1) * bs])
+        out.append({name: x[idx] for name, x in inputs.items()})
+    return out
+
+
+def _size(path):
+    return os.path.getsize(path) if os.path.isfile(path) else None
+
+
+def measure(fp32, int8, names, valid_inputs, valid_labels, num_classes, batch_sizes=(1, 32),
+            repeats=30):
+    """One-run comparison of the fp32 graph (plain, fused) and the INT8 graph on the same data.
+
+    ``fp32``/``int8``: (sym, args, aux).  Latency uses the first rows of the validation split.
+    """
+    report = {"latency_ms": {}, "validation": {}}
+    n = len(valid_labels)
+    for bs in batch_sizes:
+        rows = np.arange(bs) % n
+        batch = {k: valid_inputs[k][rows] for k in names}
+        shapes = {k: batch[k].shape for k in names}
+        entry = {}
+        for label, (sym, args, aux), backend in (("fp32_plain", fp32, "plain"), ("fp32_fused", fp32, "fused"),
+                                                 ("int8", int8, "asis")):
+            entry[label] = Runner(sym, args, aux, shapes, backend=backend).latency_ms(batch, repeats=repeats)
+        entry["speedup_int8_vs_plain"] = entry["fp32_plain"]["median_ms"] / entry["int8"]["median_ms"]
+        entry["speedup_int8_vs_fused"] = entry["fp32_fused"]["median_ms"] / entry["int8"]["median_ms"]
+        report["latency_ms"][f"batch{bs}"] = entry
+    logits32 = predict(*fp32, names, valid_inputs, backend="fused")
+    logits8 = predict(*int8, names, valid_inputs, backend="asis")
+    p32, p8 = logits32.argmax(1), logits8.argmax(1)
+    y = np.asarray(valid_labels)
+    report["validation"] = {
+        "samples": int(n),
+        "fp32": {"ua": unweighted_accuracy(y, p32, num_classes), "accuracy": float(np.mean(p32 == y))},
+        "int8": {"ua": unweighted_accuracy(y, p8, num_classes), "accuracy": float(np.mean(p8 == y))},
+        "argmax_agreement": float(np.mean(p32 == p8)),
+        "max_abs_logit_diff": float(np.abs(logits32 - logits8).max()),
+    }
+    v = report["validation"]
+    v["ua_loss_points"] = 100.0 * (v["fp32"]["ua"] - v["int8"]["ua"])
+    return report
+
+
+GOALS = {"speedup_vs_fused_batch32": 1.5, "params_ratio": 0.3, "ua_loss_points": 1.0}
+
+
+def judge(report):
+    """Goal checks with plain-language notes on misses (written into the report)."""
+    b32 = report["latency_ms"].get("batch32", {})
+    checks = {
+        "speedup_vs_fused_batch32": (b32.get("speedup_int8_vs_fused"), lambda x: x >= 1.5),
+        "params_ratio": (report["params"]["ratio"], lambda x: x <= 0.3),
+        "ua_loss_points": (report["validation"]["ua_loss_points"], lambda x: x <= 1.0),
+    }
+    out = {}
+    for k, (value, ok) in checks.items():
+        out[k] = {"goal": GOALS[k], "value": value, "met": bool(value is not None and ok(value))}
+    return out
+
+
+def summarize(report, out_dir):
+    lat, v = report["latency_ms"], report["validation"]
+    out = {"out": os.path.abspath(out_dir)}
+    for key, entry in lat.items():
+        out[f"{key}_ms"] = {k: round(entry[k]["median_ms"], 3) for k in ("fp32_plain", "fp32_fused", "int8")}
+        out[f"{key}_speedup_vs_fused"] = round(entry["speedup_int8_vs_fused"], 3)
+    out["params_ratio"] = round(report["params"]["ratio"], 3)
+    out["valid_ua"] = {"fp32": round(v["fp32"]["ua"], 4), "int8": round(v["int8"]["ua"], 4)}
+    out["argmax_agreement"] = round(v["argmax_agreement"], 4)
+    out["goals_met"] = {k: g["met"] for k, g in report["goals"].items()}
+    return out
+
+
+def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batches=8, batch_size=32,
+                 exclude=(), fold=0, repeats=30):
+    """Quantize a run's best parameters; write the INT8 model dir and quant_report.json."""
+    t0 = time.time()
+    net, spec = A.load_run_model(run_dir)
+    names = A.input_names(spec["modalities"])
+    A.materialize_params(net, spec, names)
+    sym = A.trace_symbol(net, names)
+    args, aux = A.block_arrays(net, sym)
+    train_x, _ = load_split(run_dir, spec, data_dir, fold, "train")
+    valid_x, valid_y = load_split(run_dir, spec, data_dir, fold, "valid")
+    batches = calibration_batches(train_x, batch_size, calib_batches)
+    qsym, qargs, qaux, info = quantize_symbol(sym, args, aux, names, batches, calib_mode=calib_mode,
+                                              exclude=exclude)
+    norm, vocab = A.run_export_inputs(run_dir)
+    quant_meta = {k: info[k] for k in ("calib_mode", "calib_examples", "calib_batches",
+                                       "quantized_dtype", "excluded", "excluded_ops")}
+    quant_meta.update(split="train", fold=fold, data=os.path.abspath(data_dir))
+    sidecar = A.make_sidecar(spec, batch_size=1, precision="int8", norm=norm, vocab_file=vocab,
+                             extra={"source_run": os.path.abspath(run_dir), "quantization": quant_meta})
+    A.write_exported(out_dir, qsym, qargs, qaux, sidecar, run_dir=run_dir)
+    # fp32 params size measured on the same serialisation as the INT8 file
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        A.save_symbol_params(tmp, sym, args, aux)
+        fp32_bytes = _size(os.path.join(tmp, A.EXPORT_PARAMS))
+    int8_bytes = _size(os.path.join(out_dir, A.EXPORT_PARAMS))
+    report = {"run": os.path.abspath(run_dir), "model": spec["name"], "modalities": spec["modalities"],
+              "quantization": dict(quant_meta, ops=info["ops"]), "cpu": cpu_info()}
+    report["params"] = {"fp32_bytes": fp32_bytes, "int8_bytes": int8_bytes, "ratio": int8_bytes / fp32_bytes}
+    report.update(measure((sym, args, aux), (qsym, qargs, qaux), names, valid_x, valid_y,
+                          spec["num_classes"], batch_sizes=(1, batch_size), repeats=repeats))
+    report["goals"] = judge(report)
+    report["seconds"] = time.time() - t0
+    report["summary"] = summarize(report, out_dir)
+    write_json(os.path.join(out_dir, A.QUANT_REPORT), report)
+    return report
+
+
+def cpu_info():
+    """Model name, core count and the ISA flags relevant to INT8 (VNNI decides the ceiling)."""
+    flags, name = set(), None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and name is None:
+                    name = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    keep = ["avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8"]
+    return {"model": name, "cores": os.cpu_count(), "flags": [f for f in keep if f in flags]}

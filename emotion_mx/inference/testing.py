@@ -1,0 +1,145 @@
+"""Helpers for inference tests and benchmarks: an exported model that records preprocessing
+settings (random weights), and generated media (speech wav, face clip, audio+video file, SRT)."""
+import math
+import os
+import subprocess
+
+import numpy as np
+
+from .. import artifacts as A
+from ..fileio import write_json
+
+WORDS = ("furious hate unacceptable angry outrageous stop wonderful great love happy fantastic "
+         "delighted table report tuesday schedule meeting window lonely miss sorry lost tears gone "
+         "the this today really about our plan was i think it is a hello world").split()
+
+
+def preprocessing(n_mels=16, prosody=False, num_frames=4, size=48, detect=False):
+    """audio/text/face/align sections as a store's config.yaml holds them."""
+    return {"audio": {"sample_rate": 16000, "n_mels": n_mels, "win_ms": 25.0, "hop_ms": 10.0, "n_mfcc": 20,
+                      "deltas": True, "prosody": prosody, "fmin": 50.0, "fmax": None, "max_seconds": 30.0},
+            "text": {"lower": True},
+            "face": {"num_frames": num_frames, "size": size, "grayscale": True, "detect": detect},
+            "align": {"enabled": True}}
+
+
+def make_exported(out_dir, work_dir, name="mid_tiny", modalities=None, precision="fp32", seed=0,
+                  audio_feature="logmel", n_mels=16, audio_frames=64, num_frames=4, max_tokens=12,
+                  with_preprocessing=True, detect=False):
+    """An exported model dir (fp32, or INT8 calibrated on synthetic inputs) whose sidecar holds
+    ``features.preprocessing``, norm constants for every feature and a real vocabulary.
+
+    Returns the sidecar. ``work_dir`` receives the intermediate run directory.
+    """
+    from ..deploy.testing import make_run
+    from ..features.audio import audio_feature_dims
+    from ..features.text import build_vocab, save_vocab
+    pre = preprocessing(n_mels=n_mels, prosody="prosody" in audio_feature, num_frames=num_frames, detect=detect)
+    dims = audio_feature_dims(n_mels, 20, True, "prosody" in audio_feature)
+    audio_dim = sum(dims[p] for p in audio_feature.split("+"))
+    vocab = build_vocab([WORDS])
+    run = os.path.join(work_dir, "run")
+    spec = make_run(run, name, seed=seed, modalities=modalities, audio_dim=audio_dim, audio_frames=audio_frames,
+                    vocab_size=len(vocab), max_tokens=max_tokens, num_frames=num_frames)
+    spec.update(audio_feature=audio_feature, n_mels=n_mels)
+    if with_preprocessing:
+        spec["settings"] = {"preprocessing": pre}
+    A.save_model_spec(run, spec)
+    save_vocab(vocab, A.run_file(run, A.VOCAB))
+    norm = {"logmel": {"mean": [-40.0] * n_mels, "std": [20.0] * n_mels},
+            "mfcc": {"mean": [0.0] * dims["mfcc"], "std": [30.0] * dims["mfcc"]},
+            "prosody": {"mean": [0.02, 0.1, 150.0, 0.5], "std": [0.05, 0.1, 80.0, 0.5]},
+            "frames": {"mean": [0.45], "std": [0.25]}}
+    write_json(A.run_file(run, A.NORM), norm)
+    if precision == "fp32":
+        return A.export_run(run, out_dir)
+    from ..deploy.quantize import quantize_symbol
+    from ..deploy.testing import synthetic_inputs
+    net, spec = A.load_run_model(run)
+    names = A.input_names(spec["modalities"])
+    sym = A.trace_symbol(net, names)
+    args, aux = A.block_arrays(net, sym)
+    calib = [synthetic_inputs(spec, batch_size=8, seed=s) for s in range(2)]
+    qsym, qargs, qaux, _ = quantize_symbol(sym, args, aux, names, calib, calib_mode="naive")
+    norm_, vocab_file = A.run_export_inputs(run)
+    sidecar = A.make_sidecar(spec, precision="int8", norm=norm_, vocab_file=vocab_file)
+    A.write_exported(out_dir, qsym, qargs, qaux, sidecar, run_dir=run)
+    return sidecar
+
+
+# --------------------------------------------------------------------------------------------
+# media
+# --------------------------------------------------------------------------------------------
+
+def tone_wave(seconds, sr=16000, seed=0, silent=()):
+    """A voiced-like test signal (harmonics with a moving pitch + noise); ``silent``: list of
+    (start, end) seconds set to exact zeros."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    wave = sum(0.2 / k * np.sin(k * phase) for k in range(1, 6)) * (0.6 + 0.4 * np.sin(2 * np.pi * 2.5 * t))
+    wave = wave + np.random.RandomState(seed).normal(0, 0.005, t.shape)
+    for a, b in silent:
+        wave[int(a * sr):int(b * sr)] = 0.0
+    return wave.astype(np.float32)
+
+
+def write_wav(path, wave, sr=16000):
+    import soundfile as sf
+    sf.write(path, wave, sr, subtype="PCM_16", format="WAV")
+    return path
+
+
+def face_image(t, size=96):
+    """A drawn face (BGR) whose mouth moves with ``t`` seconds."""
+    import cv2
+    img = np.full((size, size, 3), 40, np.uint8)
+    c = size // 2
+    cv2.ellipse(img, (c, c), (size * 3 // 10, size * 4 // 10), 0, 0, 360, (190, 190, 190), -1)
+    for side in (-1, 1):
+        cv2.circle(img, (c + side * size // 8, c - size // 12), 4, (20, 20, 20), -1)
+    mouth = int(8 * math.sin(2 * math.pi * 0.5 * t))
+    cv2.ellipse(img, (c, c + size // 5), (size // 8, max(1, abs(mouth))), 0, 0, 360, (30, 30, 120), -1)
+    cv2.putText(img, f"{t:.1f}", (2, size - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1)
+    return img
+
+
+def write_face_clip(path, seconds, fps=10, size=96):
+    """An MJPG ``.avi`` face clip of ``seconds`` at ``fps``."""
+    import cv2
+    vw = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (size, size))
+    for i in range(int(round(seconds * fps))):
+        vw.write(face_image(i / fps, size))
+    vw.release()
+    return path
+
+
+def write_av_clip(path, seconds, fps=10, sr=16000, silent=(), seed=0):
+    """A face clip with a PCM (16 kHz mono) audio track muxed by imageio-ffmpeg's binary.
+
+    ``.avi`` with PCM keeps ffmpeg segment seeking sample exact (mkv/mp4 seeking is not).
+    Returns ``(path, wave)``.
+    """
+    import imageio_ffmpeg
+    base = os.path.splitext(path)[0]
+    video, audio = base + ".video.avi", base + ".audio.wav"
+    write_face_clip(video, seconds, fps)
+    wave = tone_wave(seconds, sr, seed=seed, silent=silent)
+    write_wav(audio, wave, sr)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video, "-i", audio,
+           "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "pcm_s16le", path]
+    subprocess.run(cmd, check=True, capture_output=True)
+    os.unlink(video)
+    os.unlink(audio)
+    return path, wave
+
+
+def write_srt(path, cues):
+    """``cues``: [(start_s, end_s, text)] → an SRT file (comma millis, multi-line allowed)."""
+    def ts(x):
+        ms = int(round(x * 1000))
+        return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+    blocks = [f"{i + 1}\n{ts(a)} --> {ts(b)}\n{text}\n" for i, (a, b, text) in enumerate(cues)]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(blocks))
+    return path

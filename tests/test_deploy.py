@@ -1,0 +1,103 @@
+"""Export / reload parity, sidecar contents, error handling, ONNX."""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from emotion_mx import artifacts as A
+from emotion_mx.deploy.export import export
+from emotion_mx.deploy.testing import make_run, synthetic_inputs
+from emotion_mx.errors import EmotionMXError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("run"))
+    make_run(d, "mid_tiny")
+    return d
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("export"))
+    export(run_dir, out, batch_size=1)
+    return out
+
+
+def test_export_layout_and_sidecar(run_dir, exported):
+    for f in (A.EXPORT_SYMBOL, A.EXPORT_PARAMS, A.SIDECAR, A.VOCAB):
+        assert os.path.isfile(os.path.join(exported, f)), f
+    sc = A.read_sidecar(exported)
+    assert [i["name"] for i in sc["inputs"]] == ["audio", "audio_mask", "text", "text_mask", "video", "video_mask"]
+    assert sc["inputs"][0]["shape"] == [1, 64, 16] and sc["inputs"][4]["shape"] == [1, 4, 1, 48, 48]
+    assert all(i["dtype"] == "float32" for i in sc["inputs"])
+    assert sc["labels"] == ["anger", "happiness", "neutral", "sadness"] and sc["precision"] == "fp32"
+    assert sc["normalisation"]["logmel"]["std"][0] == 1.0 and sc["vocab"] == A.VOCAB
+    assert sc["features"]["max_audio_frames"] == 64 and sc["features"]["frame_size"] == 48
+    assert sc["features"]["sample_rate"] == 16000 and sc["features"]["audio_feature"] == "logmel"
+    # the symbol's data inputs are exactly the contract names (no data0/data1)
+    sym, args, aux = A.load_symbol_params(exported)
+    assert sorted(set(sym.list_inputs()) - set(args) - set(aux)) == sorted(i["name"] for i in sc["inputs"])
+    assert args and all(k.startswith("mid_") for k in args)
+
+
+@pytest.mark.parametrize("missing", [None, "text", "video"])
+def test_reload_matches_trained_block(run_dir, exported, missing):
+    net, spec = A.load_run_model(run_dir)
+    x = synthetic_inputs(spec, batch_size=5, seed=3, missing=missing)
+    names = A.input_names(spec["modalities"])
+    ref = net(*[mx.nd.array(x[n]) for n in names]).asnumpy()
+    block, sidecar = A.load_exported(exported)
+    got = block(*[mx.nd.array(x[n]) for n in names]).asnumpy()
+    assert np.abs(got - ref).max() <= 1e-5
+    assert sidecar["model"]["name"] == "mid_tiny"
+
+
+def test_unimodal_export(tmp_path):
+    run = str(tmp_path / "run")
+    make_run(run, "audio_cnn")
+    out = export(run, str(tmp_path / "exp"))
+    assert [i["name"] for i in out["inputs"]] == ["audio", "audio_mask"]
+    assert out["reload_max_abs_diff"] <= 1e-5
+
+
+def test_bad_artifacts_give_clear_errors(exported, tmp_path):
+    with pytest.raises(EmotionMXError, match="not an exported model"):
+        A.load_exported(str(tmp_path))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in (A.EXPORT_SYMBOL, A.SIDECAR):
+        (bad / f).write_bytes(open(os.path.join(exported, f), "rb").read())
+    (bad / A.EXPORT_PARAMS).write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(EmotionMXError, match="corrupt"):
+        A.load_exported(str(bad))
+    with pytest.raises(EmotionMXError, match="without parameters"):
+        A.save_symbol_params(str(tmp_path / "x"), mx.sym.var("audio"), {}, {})
+
+
+def test_export_cli_errors_are_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "tools/export.py", "--run", str(tmp_path), "--out", str(tmp_path / "o")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "not a training run" in proc.stderr
+
+
+def test_onnx_export_matches_mxnet(run_dir, tmp_path):
+    out = str(tmp_path / "exp")
+    summary = export(run_dir, out, onnx=True)["onnx"]
+    assert summary["checker"] == "ok" and summary["opset_imports"] == [13]
+    assert summary["max_abs_diff_vs_mxnet"] <= 1e-4
+    assert os.path.isfile(os.path.join(out, A.ONNX_MODEL))
+
+
+def test_onnx_refuses_rnn_models_clearly(tmp_path):
+    run = str(tmp_path / "run")
+    make_run(run, "audio_crnn")
+    with pytest.raises(EmotionMXError, match="cannot be exported to ONNX: it uses RNN"):
+        export(run, str(tmp_path / "exp"), onnx=True)

@@ -1,0 +1,122 @@
+"""INT8 post-training quantization: graph structure, exclusions, report, tool errors."""
+import json
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from emotion_mx import artifacts as A
+from emotion_mx.deploy import pipeline
+from emotion_mx.deploy.quantize import graph_nodes, is_quantized, quantize_symbol, quantized_members
+from emotion_mx.deploy.testing import make_run, synthetic_inputs
+from emotion_mx.errors import EmotionMXError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FP32_ONLY = {"batch_dot", "softmax", "LayerNorm"}
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("run"))
+    make_run(run, "mid_tiny")
+    net, spec = A.load_run_model(run)
+    names = A.input_names(spec["modalities"])
+    sym = A.trace_symbol(net, names)
+    args, aux = A.block_arrays(net, sym)
+    return run, spec, names, sym, args, aux
+
+
+@pytest.fixture(scope="module")
+def quantized(fp32):
+    run, spec, names, sym, args, aux = fp32
+    calib = [synthetic_inputs(spec, batch_size=16, seed=s) for s in range(3)]
+    return quantize_symbol(sym, args, aux, names, calib, calib_mode="naive", exclude=["mid_head_"])
+
+
+def test_operators_quantized_and_kept_fp32(quantized):
+    qsym, qargs, qaux, info = quantized
+    nodes = [n for n in graph_nodes(qsym) if n["op"] != "null"]
+    q_ops = {n["op"] for n in nodes if is_quantized(n)}
+    assert {"_sg_mkldnn_fully_connected", "_sg_mkldnn_conv"} <= q_ops
+    assert "_contrib_quantized_embedding" in q_ops
+    # attention matmuls, softmax and LayerNorm stay fp32
+    for n in nodes:
+        if n["op"] in FP32_ONLY:
+            assert not is_quantized(n)
+    assert FP32_ONLY <= {n["op"] for n in nodes}
+    members = quantized_members(qsym)
+    assert members["mid_text_enc_transformer_layer0_attn_query_fwd"] is True
+    # user exclusion by block prefix: the classifier head stays fp32
+    head = {k: v for k, v in members.items() if k.startswith("mid_head_")}
+    assert head and not any(head.values())
+    assert any(r == "--exclude mid_head_" for r in info["excluded"].values())
+    # automatic exclusions (patterns that crash MXNet 1.9.1) stay fp32 and are explained
+    for name, reason in info["excluded"].items():
+        assert not members.get(name, False), name
+        assert reason
+    # weights of quantized layers are int8 in the params
+    assert any(v.dtype == np.int8 for v in qargs.values())
+
+
+def test_int8_runs_close_to_fp32(fp32, quantized):
+    from emotion_mx.deploy.runtime import Runner
+    run, spec, names, sym, args, aux = fp32
+    qsym, qargs, qaux, _ = quantized
+    x = synthetic_inputs(spec, batch_size=16, seed=11)
+    shapes = {n: x[n].shape for n in names}
+    ref = Runner(sym, args, aux, shapes, backend="fused")(x)
+    got = Runner(qsym, qargs, qaux, shapes)(x)
+    assert np.isfinite(got).all()
+    scale = np.abs(ref).max()
+    assert np.abs(got - ref).max() <= 0.25 * scale + 1e-3
+
+
+def test_unknown_exclusion_is_an_error(fp32):
+    run, spec, names, sym, args, aux = fp32
+    with pytest.raises(EmotionMXError, match="matches no layer"):
+        quantize_symbol(sym, args, aux, names, [synthetic_inputs(spec, 4)], exclude=["no_such_block"])
+
+
+def test_quantize_run_writes_model_and_report(fp32, tmp_path, monkeypatch):
+    run, spec, names, *_ = fp32
+
+    def fake_split(run_dir, spec_, data_dir, fold, split):
+        n = 64 if split == "train" else 40
+        x = synthetic_inputs(spec_, batch_size=n, seed=1 if split == "train" else 2)
+        return x, np.arange(n) % spec_["num_classes"]
+
+    monkeypatch.setattr(pipeline, "load_split", fake_split)
+    out = str(tmp_path / "int8")
+    report = pipeline.quantize_run(run, "unused-store", out, calib_mode="entropy", calib_batches=2,
+                                   batch_size=16, repeats=3)
+    on_disk = json.load(open(os.path.join(out, A.QUANT_REPORT)))
+    assert on_disk["summary"] == json.loads(json.dumps(report["summary"]))
+    for bs in ("batch1", "batch16"):
+        for k in ("fp32_plain", "fp32_fused", "int8"):
+            assert report["latency_ms"][bs][k]["median_ms"] > 0
+        assert report["latency_ms"][bs]["speedup_int8_vs_fused"] > 0
+    p = report["params"]
+    assert p["int8_bytes"] < p["fp32_bytes"] and 0 < p["ratio"] < 1
+    v = report["validation"]
+    assert v["samples"] == 40 and 0 <= v["fp32"]["ua"] <= 1 and 0 <= v["int8"]["ua"] <= 1
+    assert 0 <= v["argmax_agreement"] <= 1 and "ua_loss_points" in v
+    assert set(report["goals"]) == {"speedup_vs_fused_batch32", "params_ratio", "ua_loss_points"}
+    assert report["quantization"]["calib_mode"] == "entropy" and report["quantization"]["split"] == "train"
+    assert report["cpu"]["cores"] >= 1
+    # the INT8 directory has the export layout and reloads in Gluon
+    block, sidecar = A.load_exported(out)
+    assert sidecar["precision"] == "int8" and sidecar["quantization"]["calib_examples"] == 32
+    x = synthetic_inputs(spec, batch_size=2)
+    assert block(*[mx.nd.array(x[n]) for n in names]).shape == (2, 4)
+
+
+def test_quantize_cli_error_is_one_line(fp32, tmp_path):
+    run = fp32[0]
+    proc = subprocess.run([sys.executable, "tools/quantize.py", "--run", run, "--data", str(tmp_path / "nostore"),
+                           "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "does not exist" in last
