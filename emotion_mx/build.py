@@ -268,7 +268,7 @@ def _extract(pending, root, cfg, out, workers, strict, progress):
     from tqdm import tqdm
     skipped = []
     chunks = list(_chunks(pending, max(1, cfg.shard_size)))
-    bar = tqdm(total=len(pending), desc="features", unit="item", disable=not progress)
+    bar = tqdm(total=len(pending), desc="features", unit="item", disable=None if progress else True)
     try:
         if workers <= 1:
             for i, chunk in enumerate(chunks):

@@ -42,7 +42,7 @@ def extract_faces(path, is_image, start=None, end=None, num_frames=8, size=48, g
         images, times = [_read_image(path)], np.zeros(1, dtype=np.float32)
     else:
         images, times = _read_video_frames(path, start, end, num_frames)
-    crops, found = zip(*(_face_crop(img, size, grayscale, margin, detect, min_face) for img in images))
+    crops, found = zip(*(crop_face(img, size, grayscale, margin, detect, min_face) for img in images))
     return {
         "frames": np.stack(crops),                      # (N, C, size, size) uint8
         "face_found": np.asarray(found, dtype=np.uint8),  # (N,)
@@ -177,8 +177,9 @@ def _square(shape, cx, cy, side):
     return x0, y0, side
 
 
-def _face_crop(image, size, grayscale, margin, detect, min_face):
-    """One BGR frame (H, W, 3) → ``((C, size, size) uint8, face_found)``."""
+def crop_face(image, size=48, grayscale=True, margin=0.2, detect=True, min_face=24):
+    """One BGR frame (H, W, 3) → ``((C, size, size) uint8, face_found)``: the per-frame step of
+    :func:`extract_faces` (also used on live frames by streaming inference)."""
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)  # (H, W)
     height, width = gray.shape
     if not detect:

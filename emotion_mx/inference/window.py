@@ -10,7 +10,7 @@ same settings object (``DatasetConfig``) and the same feature functions:
 * audio: ``max_seconds`` cut, the non-finite and silence checks of ``load_audio`` (silent →
   BadItem, here: the audio of that window is missing), ``audio_features`` with the config's
   parameters;
-* faces: the per-frame crop of ``extract_faces`` (``features.face._face_crop``) on the window's
+* faces: the per-frame crop of ``extract_faces`` (``features.face.crop_face``) on the window's
   sampled frames;
 * text: ``tokenize`` with the config's ``lower``.
 
@@ -48,9 +48,9 @@ def audio_features_from_wave(wave, audio_cfg, prosody=None):
 
 def crop_face(image, face_cfg):
     """``((C, S, S) uint8, face_found)`` of one BGR frame: the per-frame step of extract_faces."""
-    from ..features.face import _face_crop
+    from ..features.face import crop_face
     f = face_cfg
-    return _face_crop(image, f.size, f.grayscale, f.margin, f.detect, f.min_face)
+    return crop_face(image, f.size, f.grayscale, f.margin, f.detect, f.min_face)
 
 
 class FaceCache:

@@ -409,4 +409,5 @@ def _progress(batches, enabled, desc):
     if not enabled:
         return batches
     from tqdm import tqdm
-    return tqdm(batches, desc=desc, leave=False, dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (CI logs, nohup)
+    return tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None)
