@@ -53,7 +53,7 @@ def test_isear_counts_match_csv_minus_placeholders():
     label_col = rows[0].index("Field1")
     in_csv = Counter(r[label_col] for r in rows[1:])
     assert all(reason.startswith("placeholder text") for _, reason in skipped)
-    assert len(skipped) == 128                      # documented in docs/notes/corpora.md
+    assert len(skipped) == 128                      # documented in docs/corpora.md
     placeholder_ids = {i for i, _ in skipped}
     assert Counter(it.label for it in items) + Counter(
         r[label_col] for r in rows[1:] if r[rows[0].index("MYKEY")] in placeholder_ids) == in_csv

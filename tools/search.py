@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Architecture / hyper-parameter search over the model registry with autogluon.core, locally or
-on Ray; every trial is a real training run scored on VALIDATION UA (see docs/notes/search.md)."""
+on Ray; every trial is a real training run scored on VALIDATION UA (see docs/search.md)."""
 import click
 
 from emotion_mx.cli import run_cli

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train a model on a feature store into a run directory (see docs/notes/training.md)."""
+"""Train a model on a feature store into a run directory (see docs/training.md)."""
 import click
 
 from emotion_mx.cli import run_cli

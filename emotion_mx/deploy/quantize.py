@@ -1,6 +1,6 @@
 """Post-training INT8 quantization of exported symbols (oneDNN backend, CPU).
 
-Pipeline (measured on MXNet 1.9.1; see docs/notes/deployment.md):
+Pipeline (measured on MXNet 1.9.1; see docs/deployment.md):
 
 1. ``sym.get_backend_symbol('MKLDNN_QUANTIZE')`` fuses the fp32 graph (FC+act, Conv+BN+act);
 2. ``mx.contrib.quantization.quantize_graph`` inserts quantize/requantize/dequantize nodes and

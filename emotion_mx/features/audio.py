@@ -27,7 +27,7 @@ SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
 SILENCE_PEAK = 1e-4            # a file whose absolute peak is below this is treated as silent
 PROSODY_NAMES = ("rms", "zcr", "f0_hz", "voiced")
 
-# F0 tracking (librosa.yin) and the voicing decision; see docs/notes/features.md.
+# F0 tracking (librosa.yin) and the voicing decision; see docs/features.md.
 F0_MIN_HZ = 60.0
 F0_MAX_HZ = 600.0
 F0_WINDOW_MS = 64.0            # yin frame: must hold >= 2 periods of F0_MIN_HZ (2 x 16.7 ms)
@@ -217,7 +217,7 @@ def _voicing(rms, zcr, f0):
     """Voiced = loud enough, few zero crossings and a locally stable yin F0.
 
     A cheap stand-in for pyin's HMM voicing (which runs ~60x slower); on EmoDB it agrees
-    with ``librosa.pyin`` on about 86 % of frames (docs/notes/features.md).
+    with ``librosa.pyin`` on about 86 % of frames (docs/features.md).
     """
     level_db = librosa.amplitude_to_db(rms, ref=np.max, amin=1e-10, top_db=None)  # (T,)
     log_f0 = np.log2(np.maximum(f0, 1e-3))

@@ -1,6 +1,6 @@
 """Synchronising buffer: timestamped audio chunks and frames → sliding windows.
 
-Semantics (docs/notes/inference.md):
+Semantics (docs/inference.md):
 
 * Windows are ``[k * hop, k * hop + window)`` in stream time, ``k = 0, 1, ...``.
 * A window is **ready** when every stream that has not ended has delivered data up to its end

@@ -1,6 +1,6 @@
 """Small building blocks shared by every model family: masked pooling, presence, positions.
 
-Masking conventions (see docs/notes/models.md):
+Masking conventions (see docs/models.md):
 
 * a mask is float32 ``(B, T)`` with 1 = real step, 0 = padding; an all-zero row means the
   modality is missing for that sample;

@@ -39,7 +39,7 @@ PRESETS = {
     "mid_base": ("mid", None, dict(_BASE, cross_layers=2, self_layers=1)),
     "mid_large": ("mid", None, dict(_LARGE, cross_layers=4, self_layers=2,
                                     query_modalities=("audio", "text", "video"))),
-    # about a tenth of mid_base's parameters, for distillation (see docs/notes/models.md)
+    # about a tenth of mid_base's parameters, for distillation (see docs/models.md)
     "mid_student": ("mid", None, dict(units=56, num_heads=4, ffn_units=112, hidden_units=56,
                                       dropout=0.1, audio_channels=(8, 16), audio_layers=0,
                                       text_layers=1, embed_dim=16, video_width=0.25,

@@ -1,4 +1,4 @@
-"""Architecture / hyper-parameter search with autogluon.core, locally or on Ray (docs/notes/search.md).
+"""Architecture / hyper-parameter search with autogluon.core, locally or on Ray (docs/search.md).
 
 Public API::
 

@@ -1,4 +1,4 @@
-"""Training, evaluation, cross-validation and distillation (docs/notes/training.md).
+"""Training, evaluation, cross-validation and distillation (docs/training.md).
 
 Public API::
 
