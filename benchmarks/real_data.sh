@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Real-data results of the README, end to end from the CLIs (resumable: re-running skips what is done).
+#   EMOTION_MX_DATA=../shared/data bash benchmarks/real_data.sh [WORK_DIR]
+# 1. EmoDB audio-only, 7 classes, 5 speaker-independent folds (2 test speakers per fold).
+# 2. Composed EmoDB + CK+48 + ISEAR (5 shared classes, 5 folds): every modality alone and every
+#    fusion type, same folds, same encoders (the *_tiny presets), same recipe.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${EMOTION_MX_DATA:?set EMOTION_MX_DATA to the folder holding emodb/, ckplus48/, isear/}
+WORK=${1:-work}
+PY=${PY:-.venv/bin/python}
+
+$PY tools/build_dataset.py --config configs/datasets/emodb.yaml --root "$DATA/emodb" --out "$WORK/emodb" --workers 2 --quiet
+$PY tools/build_dataset.py --config configs/datasets/trimodal.yaml --root "$DATA" --out "$WORK/trimodal" --workers 2 --quiet
+
+$PY tools/crossval.py --config configs/train/emodb_audio.yaml --data "$WORK/emodb" --out "$WORK/cv_emodb" --folds all --seeds 0 --quiet
+for m in audio text video early mid late; do
+  $PY tools/crossval.py --config configs/train/trimodal/$m.yaml --data "$WORK/trimodal" --out "$WORK/cv_trimodal/$m" --folds all --seeds 0 --quiet
+done
+$PY benchmarks/collect_cv.py --title "EmoDB, audio only (audio_cnn), 5 speaker-independent folds" "$WORK/cv_emodb"
+$PY benchmarks/collect_cv.py --title "EmoDB + CK+48 + ISEAR (composed), 5 classes, 5 folds" \
+    "$WORK"/cv_trimodal/{audio,text,video,early,mid,late}
