@@ -79,39 +79,36 @@ def test_cpp_bench_reports_latency(binary, models):
     assert lat["runs"] == 5 and 0 < lat["median"] <= lat["p95"] and lat["create"] > 0
 
 
-@pytest.mark.skipif(not os.environ.get("EMOTION_MX_DATA"),
-                    reason="set EMOTION_MX_DATA=/path/to/feature/store to check C++ parity on real features")
-def test_cpp_matches_python_on_real_store(binary, tmp_path):
-    from emotion_mx.data import FeatureStore, data_spec, load_arrays
-    from emotion_mx.fileio import write_json
-    from emotion_mx.models import get_model, valid_kwargs
+@pytest.mark.parametrize("precision,tol", [("fp32", FP32_TOL), ("int8", INT8_TOL)])
+def test_cpp_matches_python_on_real_features(binary, emodb_small_store, tmp_path, precision, tol):
+    """Real EmoDB log-mel features through an audio model: C++ equals the Python symbol path."""
     import mxnet as mx
-    store = FeatureStore(os.environ["EMOTION_MX_DATA"])
-    mods = []
-    for m in ("audio", "text", "video"):
-        try:
-            store.resolve_settings((m,))
-            mods.append(m)
-        except EmotionMXError:
-            pass
-    ds = data_spec(store, 0, mods)
-    name = "mid_tiny" if len(mods) > 1 else {"audio": "audio_cnn", "text": "text_transformer",
-                                               "video": "video_mobilenet"}[mods[0]]
-    kwargs = {k: v for k, v in ds["model_kwargs"].items() if k in valid_kwargs(name)}
-    net = get_model(name, num_classes=len(store.labels), modalities=tuple(mods), **kwargs)
-    net.initialize(mx.init.Xavier())
-    ids = store.ids(0, "test")[:6] or store.ids(0, "train")[:6]
-    x, _ = load_arrays(store, ids, mods, fold=0, **{k: v for k, v in ds["settings"].items()
-                                                    if k in ("audio_feature", "max_audio_frames", "max_tokens", "num_frames")})
-    names = A.input_names(mods)
+    from emotion_mx.data import FeatureStore, data_spec, load_arrays
+    from emotion_mx.models import get_model
+    store = FeatureStore(emodb_small_store)
+    ds = data_spec(store, 0, ("audio",))
+    keys = ("audio_feature", "max_audio_frames")
+    net = get_model("audio_cnn", num_classes=len(store.labels), **ds["model_kwargs"])
+    net.initialize(mx.init.Xavier(rnd_type="gaussian", magnitude=2))
+    x, _ = load_arrays(store, store.ids(0, "test"), ("audio",), fold=0, **{k: ds["settings"][k] for k in keys})
+    names = A.input_names(("audio",))
     net(*[mx.nd.array(x[n][:1]) for n in names])
-    spec = {"name": name, "kwargs": kwargs, "modalities": mods, "num_classes": len(store.labels),
-            "labels": store.labels, "inputs": {n: list(x[n].shape[1:]) for n in names}, **ds["settings"]}
-    out_dir = str(tmp_path / "real")
-    A.export_block(net, spec, out_dir)
-    ref = python_logits(out_dir, x)
-    got = np.asarray(cpp.run(binary, out_dir, x)["logits"], np.float32)
-    assert np.abs(got - ref).max() <= FP32_TOL
+    spec = {"name": "audio_cnn", "kwargs": ds["model_kwargs"], "modalities": ["audio"],
+            "num_classes": len(store.labels), "labels": store.labels,
+            "inputs": {n: list(x[n].shape[1:]) for n in names}, **ds["settings"]}
+    model_dir = str(tmp_path / "fp32")
+    A.export_block(net, spec, model_dir)
+    if precision == "int8":   # calibrated on real training-split features
+        calib, _ = load_arrays(store, store.ids(0, "train"), ("audio",), fold=0,
+                               **{k: ds["settings"][k] for k in keys})
+        sym, args, aux = A.load_symbol_params(model_dir)
+        qsym, qargs, qaux, _ = quantize_symbol(sym, args, aux, names, [calib])
+        model_dir = str(tmp_path / "int8")
+        A.write_exported(model_dir, qsym, qargs, qaux, A.make_sidecar(spec, precision="int8"))
+    ref = python_logits(model_dir, x)
+    got = np.asarray(cpp.run(binary, model_dir, x)["logits"], np.float32)
+    assert got.shape == (len(x["audio"]), len(store.labels))
+    assert np.abs(got - ref).max() <= tol
 
 
 # ---- bad input: one "error:" line, exit code 2 ------------------------------------------------

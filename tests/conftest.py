@@ -1,0 +1,43 @@
+"""Shared fixtures. Real corpora come only through $EMOTION_MX_DATA (CI: ../shared/data)."""
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    path = os.environ.get("EMOTION_MX_DATA")
+    if not path or not os.path.isdir(path):
+        pytest.skip("set EMOTION_MX_DATA to the shared data folder (../shared/data) for real-data tests")
+    return path
+
+
+@pytest.fixture(scope="session")
+def emodb_small_store(real_data, tmp_path_factory):
+    """A feature store of 60 real EmoDB utterances (6 per speaker, all 7 classes), 5 folds.
+
+    Built through the EmoDB reader and the normal build; the corpus is reached through a
+    symlink, never copied.
+    """
+    from emotion_mx.build import build_dataset
+    from emotion_mx.config import AlignConfig, DatasetConfig, SplitConfig
+    from emotion_mx.corpora import get_reader
+    from emotion_mx.manifest import write_manifest
+    src = os.path.join(real_data, "emodb")
+    if not os.path.isdir(src):
+        pytest.skip(f"no emodb/ under {real_data}")
+    root = tmp_path_factory.mktemp("emodb_small")
+    os.symlink(os.path.join(src, "wav"), root / "wav")
+    items = get_reader("emodb")(src)
+    picked, per_speaker = [], {}
+    for it in sorted(items, key=lambda it: (it.label, it.id)):      # spread over the classes
+        if per_speaker.get(it.group, 0) < 6:
+            per_speaker[it.group] = per_speaker.get(it.group, 0) + 1
+            picked.append(it)
+    write_manifest(str(root / "manifest.jsonl"), picked)
+    out = str(tmp_path_factory.mktemp("emodb_small_store"))
+    # the reader's labels are already canonical (the EmoDB letter map is applied on read)
+    cfg = DatasetConfig(corpus="manifest", align=AlignConfig(enabled=False), splits=SplitConfig(folds=5),
+                        shard_size=16)
+    build_dataset("manifest", str(root), out, cfg=cfg, progress=False)
+    return out
