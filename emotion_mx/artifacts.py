@@ -82,7 +82,7 @@ ONNX_MODEL = "model.onnx"
 SIDECAR_FORMAT = "emotion_mx.exported/1"
 MODALITY_ORDER = ("audio", "text", "video")
 # Data settings copied from the run spec (top level or under "settings") into the sidecar.
-FEATURE_KEYS = ("audio_feature", "sample_rate", "n_mels", "win_ms", "hop_ms", "n_mfcc", "deltas",
+FEATURE_KEYS = ("audio_feature", "audio_norm", "sample_rate", "n_mels", "win_ms", "hop_ms", "n_mfcc", "deltas",
                 "prosody", "fmin", "fmax", "max_audio_frames", "max_tokens", "num_frames",
                 "frame_size", "frame_channels", "face_size", "face_channels", "grayscale", "lang",
                 "preprocessing")

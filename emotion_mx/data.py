@@ -19,6 +19,16 @@ MODALITIES = ("audio", "text", "video")
 AUDIO_FEATURES = ("logmel", "mfcc", "logmel+prosody", "mfcc+prosody", "logmel+mfcc+prosody")
 MAX_AUDIO_FRAMES = 1500   # 15 s at a 10 ms hop: longer utterances are cut
 MAX_TOKENS = 128
+AUDIO_NORMS = ("fold", "utterance")
+# The settings that decide how stored features become model inputs.  Runs, sidecars and every
+# reader of them pass exactly these (see load_settings); add a new one here, once.
+LOAD_KEYS = ("audio_feature", "audio_norm", "max_audio_frames", "max_tokens", "num_frames")
+
+
+def load_settings(mapping):
+    """The :data:`LOAD_KEYS` of a run spec, sidecar ``features`` or settings dict (None dropped)."""
+    mapping = mapping or {}
+    return {k: mapping[k] for k in LOAD_KEYS if mapping.get(k) is not None}
 
 
 def parse_modalities(value):
@@ -83,11 +93,13 @@ class FeatureStore:
 
     # -- settings shared by every split, so that train/valid/test arrays have one shape ------
     def resolve_settings(self, modalities, audio_feature="logmel", max_audio_frames=None,
-                         max_tokens=None, num_frames=None):
+                         max_tokens=None, num_frames=None, audio_norm="fold"):
         if audio_feature not in AUDIO_FEATURES:
             raise EmotionMXError(f"unknown audio_feature '{audio_feature}'; choose from {', '.join(AUDIO_FEATURES)}")
+        if audio_norm not in AUDIO_NORMS:
+            raise EmotionMXError(f"unknown audio_norm '{audio_norm}'; choose from {', '.join(AUDIO_NORMS)}")
         shapes = [e.get("shapes", {}) for e in self.index.values()]
-        out = {"modalities": list(modalities), "audio_feature": audio_feature,
+        out = {"modalities": list(modalities), "audio_feature": audio_feature, "audio_norm": audio_norm,
                "preprocessing": self.preprocessing()}
         if "audio" in modalities:
             ts = [s["logmel"][0] for s in shapes if "logmel" in s]
@@ -168,6 +180,9 @@ def assemble_inputs(items, modalities, settings, norm, vocab=None):
             if all(p in it for p in parts):
                 feats = np.concatenate([it[p] for p in parts], axis=1)                       # (T_i, D)
                 x[i], m[i] = _fit((feats - mean) / std, T)
+                if settings.get("audio_norm") == "utterance" and m[i].any():
+                    # per-utterance mean removal (speaker/channel offsets), on real frames only
+                    x[i] -= (x[i] * m[i][:, None]).sum(0) / m[i].sum()
                 x[i] *= m[i][:, None]
         inputs["audio"], inputs["audio_mask"] = x, m                                      # (N, T, D), (N, T)
     if "text" in modalities:
@@ -193,14 +208,15 @@ def assemble_inputs(items, modalities, settings, norm, vocab=None):
 
 
 def load_arrays(store, ids, modalities, *, fold, audio_feature="logmel", max_audio_frames=None,
-                max_tokens=None, num_frames=None, norm=None, vocab=None):
+                max_tokens=None, num_frames=None, audio_norm="fold", norm=None, vocab=None):
     """Model inputs for ``ids``: ``(inputs: dict name → ndarray, labels: int32 (N,))``.
 
     ``norm``/``vocab`` default to the fold's (training-split) statistics and vocabulary; a
     trained run passes its own copies so that evaluation uses exactly what training used.
     """
     modalities = parse_modalities(modalities)
-    settings = store.resolve_settings(modalities, audio_feature, max_audio_frames, max_tokens, num_frames)
+    settings = store.resolve_settings(modalities, audio_feature, max_audio_frames, max_tokens, num_frames,
+                                      audio_norm)
     norm = norm if norm is not None else store.norm(fold)
     if "text" in modalities and vocab is None:
         vocab = store.vocab(fold)

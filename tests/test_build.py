@@ -191,3 +191,17 @@ def test_resume_after_kill_stores_every_item_once(corpus, tmp_path):
         seen += list(st.read_shard_meta(path))
     assert sorted(seen) == sorted(set(seen)) and len(seen) == 12      # each item exactly once
     assert not list((out / "shards").glob(".shard-*"))
+
+
+def test_utterance_audio_norm_removes_each_utterance_mean(built):
+    out, _ = built
+    store = FeatureStore(out)
+    ids = store.ids(0, "train")
+    fold_x, _ = load_arrays(store, ids, ("audio",), fold=0)
+    utt_x, _ = load_arrays(store, ids, ("audio",), fold=0, audio_norm="utterance")
+    m = utt_x["audio_mask"][:, :, None]
+    means = (utt_x["audio"] * m).sum(1) / m.sum(1)                        # (N, F)
+    assert np.abs(means).max() < 1e-4 and np.abs((fold_x["audio"] * m).sum(1) / m.sum(1)).max() > 0.1
+    assert not utt_x["audio"][m[:, :, 0] == 0].any()                     # padding stays zero
+    with pytest.raises(EmotionMXError, match="unknown audio_norm"):
+        load_arrays(store, ids, ("audio",), fold=0, audio_norm="speaker")

@@ -43,7 +43,8 @@ def _first_batch(sidecar, data, fold, split, model_dir):
     from emotion_mx.features.text import load_vocab
     store = FeatureStore(data)
     feats = sidecar.get("features", {})
-    kw = {k: feats[k] for k in ("audio_feature", "max_audio_frames", "max_tokens", "num_frames") if k in feats}
+    from emotion_mx.data import load_settings
+    kw = load_settings(feats)
     vocab = load_vocab(os.path.join(model_dir, sidecar["vocab"])) if sidecar.get("vocab") else None
     inputs, _ = load_arrays(store, store.ids(fold, split)[:1], sidecar["modalities"], fold=fold,
                             norm=sidecar.get("normalisation"), vocab=vocab, **kw)

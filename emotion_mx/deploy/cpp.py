@@ -86,7 +86,8 @@ def predict_store(binary, model_dir, data_dir, split="test", fold=0, batch_size=
         from ..features.text import load_vocab
         vocab = load_vocab(os.path.join(model_dir, sidecar["vocab"]))
     feats = sidecar.get("features", {})
-    kw = {k: feats[k] for k in ("audio_feature", "max_audio_frames", "max_tokens", "num_frames") if k in feats}
+    from ..data import load_settings
+    kw = load_settings(feats)
     inputs, labels = load_arrays(store, ids, sidecar["modalities"], fold=fold, norm=sidecar.get("normalisation"),
                                  vocab=vocab, **kw)
     probs = []

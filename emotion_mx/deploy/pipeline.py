@@ -14,14 +14,10 @@ from .runtime import Runner, predict, unweighted_accuracy
 
 log = logging.getLogger(__name__)
 
-# load_arrays keyword arguments taken from the run's model spec (top level or "settings")
-DATA_KEYS = ("audio_feature", "max_audio_frames", "max_tokens", "num_frames")
-
-
 def run_data_settings(spec):
-    merged = dict(spec.get("settings") or {})
-    merged.update({k: spec[k] for k in DATA_KEYS if k in spec})
-    return {k: merged[k] for k in DATA_KEYS if merged.get(k) is not None}
+    """load_arrays keyword arguments from a run's model spec (top level or "settings")."""
+    from ..data import load_settings
+    return load_settings({**(spec.get("settings") or {}), **load_settings(spec)})
 
 
 def load_split(run_dir, spec, data_dir, fold, split):

@@ -57,7 +57,7 @@ def data_settings(sidecar):
     """The settings :func:`emotion_mx.data.assemble_inputs` needs, from the sidecar inputs."""
     shapes = _input_shapes(sidecar)
     feats = sidecar.get("features") or {}
-    s = {"audio_feature": feats.get("audio_feature", "logmel")}
+    s = {"audio_feature": feats.get("audio_feature", "logmel"), "audio_norm": feats.get("audio_norm", "fold")}
     if "audio" in shapes:
         s["max_audio_frames"] = shapes["audio"][0]
     if "text" in shapes:

@@ -41,6 +41,7 @@ class ModelConfig:
 class DataConfig:
     modalities: Tuple[str, ...] = ("audio",)
     audio_feature: str = "logmel"          # logmel | mfcc | logmel+prosody (as the store offers)
+    audio_norm: str = "fold"               # fold: train-split statistics; utterance: also remove each utterance's mean
     max_audio_frames: Optional[int] = None  # None: the store's / reader's default
     max_tokens: Optional[int] = None
     num_frames: Optional[int] = None
@@ -54,6 +55,7 @@ class DataConfig:
             raise ValueError(f"unknown modality {bad[0]!r} in data.modalities (known: audio, text, video)")
         if len(set(mods)) != len(mods):
             raise ValueError(f"data.modalities lists a modality twice: {list(mods)}")
+        _choice("data.audio_norm", self.audio_norm, ("fold", "utterance"))
         # canonical order, whatever order the user wrote
         object.__setattr__(self, "modalities", tuple(m for m in MODALITIES if m in mods))
         for k in ("max_audio_frames", "max_tokens", "num_frames"):

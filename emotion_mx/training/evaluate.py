@@ -28,8 +28,8 @@ def load_run_split(run_dir, spec, store, split, fold):
     if "text" in spec["modalities"]:
         from ..features.text import load_vocab
         vocab = load_vocab(artifacts.run_file(run_dir, artifacts.VOCAB))
-    settings = {k: spec.get(k) for k in ("audio_feature", "max_audio_frames", "max_tokens", "num_frames")}
-    settings["audio_feature"] = settings["audio_feature"] or "logmel"
+    from ..data import load_settings
+    settings = load_settings(spec)
     return load_split(store, ids, tuple(spec["modalities"]), fold, settings, norm=norm, vocab=vocab)
 
 

@@ -33,7 +33,7 @@ def open_store(data_dir):
 
 def data_settings(cfg):
     d = cfg.data
-    return {"audio_feature": d.audio_feature, "max_audio_frames": d.max_audio_frames,
+    return {"audio_feature": d.audio_feature, "audio_norm": d.audio_norm, "max_audio_frames": d.max_audio_frames,
             "max_tokens": d.max_tokens, "num_frames": d.num_frames}
 
 
@@ -92,7 +92,8 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
     from ..data import data_spec
     spec_data = data_spec(store, fold, modalities, **data_settings(cfg))
     settings = spec_data["settings"]
-    load_settings = {k: settings.get(k) for k in ("audio_feature", "max_audio_frames", "max_tokens", "num_frames")}
+    from ..data import load_settings as _load_settings
+    load_settings = _load_settings(settings)
     labels = list(store.labels)
 
     train_ids = store.ids(fold, "train")
