@@ -24,10 +24,11 @@ def main(models, data, split, fold, bench, build_dir):
     from emotion_mx.artifacts import EXPORT_PARAMS, read_sidecar
     from emotion_mx.training.metrics import classification_metrics
 
+    sidecars = {m: read_sidecar(m) for m in models}           # fail on a bad folder before any output
     binary = find_binary(build_dir) or build(build_dir or os.path.join(SOURCE_DIR, "build"))
     click.echo(f"{'model':<28} {'precision':<9} {'acc':>6} {'UA':>6} {'params MB':>10} {'C++ ms (b=1)':>13}")
     for model_dir in models:
-        sidecar = read_sidecar(model_dir)
+        sidecar = sidecars[model_dir]
         res = predict_store(binary, model_dir, data, split=split, fold=fold)
         labels = sidecar["labels"]
         m = classification_metrics(res["labels"], res["predicted"], len(labels), labels)

@@ -8,6 +8,7 @@ gives latency statistics, the realtime factor and the dropped-data counters.
 """
 import concurrent.futures
 import logging
+import os
 import statistics
 import time
 
@@ -34,6 +35,8 @@ def open_sources(modalities, sample_rate, video=None, camera=None, mic=False, au
         raise EmotionMXError("give --mic or --audio, not both")
     if audio and "audio" not in modalities:
         raise EmotionMXError(f"--audio given but the model has no audio input (it takes {', '.join(modalities)})")
+    if video is not None and not os.path.isfile(video):
+        raise EmotionMXError(f"video file not found: {video}")
     sources = []
     if camera is not None:
         clock = StreamClock()
