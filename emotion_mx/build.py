@@ -25,7 +25,7 @@ from . import store as st
 from .config import DatasetConfig, dump_config, to_dict
 from .errors import BadItem, EmotionMXError
 from .fileio import read_json, write_json
-from .manifest import Utterance, resolve_media, write_manifest
+from .manifest import resolve_media, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +316,6 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0):
     from .splits import check_leakage, make_folds, split_of
     metas = _existing(out)
     usable = [it for it in items if it.id in metas]
-    skipped_ids = {i for i, _ in skipped}
     # items in a shard but no longer in the corpus listing (e.g. --limit changed) are ignored
     if not usable:
         raise EmotionMXError(f"no item of corpus '{corpus}' could be extracted; first reason: "

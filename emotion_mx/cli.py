@@ -1,5 +1,4 @@
 """Shared CLI plumbing: one-line errors, logging, config loading at the boundary."""
-import functools
 import logging
 import os
 import sys

@@ -1,5 +1,4 @@
 """Dataset building end to end: store files, bad items, strict mode, resume after a kill, loading."""
-import json
 import os
 import signal
 import subprocess

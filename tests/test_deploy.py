@@ -1,5 +1,4 @@
 """Export / reload parity, sidecar contents, error handling, ONNX."""
-import json
 import os
 import subprocess
 import sys

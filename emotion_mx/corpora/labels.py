@@ -16,7 +16,7 @@ configuration (user ``map`` entries win; user ``keep``/``drop`` replace/extend t
 """
 from collections.abc import Mapping
 
-from ..config import FrozenDict, LabelConfig, from_dict
+from ..config import LabelConfig, from_dict
 
 __all__ = ["SYNONYMS", "DEFAULT_LABELS", "default_label_config", "merge_label_configs",
            "chain_maps", "apply_label_config"]

@@ -78,7 +78,6 @@ def random_inputs(sidecar, batch_size=2, seed=0):
 
 def export_onnx(model_dir, onnx_path=None, verify=True, batch_size=None):
     """Write DIR/model.onnx from an exported fp32 directory; returns a verification summary."""
-    import mxnet as mx
     from mxnet.onnx import export_model
     sidecar = A.read_sidecar(model_dir)
     if sidecar.get("precision") != "fp32":

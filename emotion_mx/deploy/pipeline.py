@@ -9,7 +9,7 @@ import numpy as np
 from .. import artifacts as A
 from ..errors import EmotionMXError
 from ..fileio import read_json, write_json
-from .quantize import op_census, quantize_symbol
+from .quantize import quantize_symbol
 from .runtime import Runner, predict, unweighted_accuracy
 
 log = logging.getLogger(__name__)
