@@ -204,3 +204,26 @@ def test_utterance_audio_norm_removes_each_utterance_mean(built):
     assert not utt_x["audio"][m[:, :, 0] == 0].any()                     # padding stays zero
     with pytest.raises(EmotionMXError, match="unknown audio_norm"):
         load_arrays(store, ids, ("audio",), fold=0, audio_norm="speaker")
+
+
+def test_shipped_word_timings_give_dtw_error_in_stats(tmp_path):
+    """An item with forced alignments (IEMOCAP .wdseg) gets DTW's error against them in stats."""
+    import soundfile as sf
+    from emotion_mx.features.align import tts_word_spans
+    from emotion_mx.manifest import Utterance
+    text = "The quick brown fox jumps over the lazy dog"
+    items = []
+    for k, (voice, rate) in enumerate([("en+f3", 140), ("en-us", 200), ("en+m3", 170)]):
+        wave, sr, spans = tts_word_spans(text, voice=voice, rate=rate, sample_rate=16000)   # known truth
+        sf.write(str(tmp_path / f"u{k}.wav"), wave, sr)
+        rows = ["SFrm  EFrm  SegAScr Word", "0 4 -100 <s>"]
+        rows += [f"{int(round(s.start * 100))} {int(round(s.end * 100)) - 1} -1000 {s.word.upper()}" for s in spans]
+        (tmp_path / f"u{k}.wdseg").write_text("\n".join(rows) + "\n")
+        items.append(Utterance(id=f"u{k}", label=["anger", "sadness", "neutral"][k], group=f"s{k}",
+                               audio=f"u{k}.wav", text=text, lang="en", meta={"word_timings": f"u{k}.wdseg"}))
+    write_manifest(str(tmp_path / "manifest.jsonl"), items)
+    stats = build_dataset("manifest", str(tmp_path), str(tmp_path / "store"),
+                          cfg=DatasetConfig(corpus="manifest", splits=SplitConfig(folds=3)), progress=False)
+    assert stats["aligned_items"] == 3
+    err = stats["align_error_vs_reference_ms"]
+    assert err is not None and 0 < err < 30.0, err    # DTW vs the reference word boundaries, in ms
