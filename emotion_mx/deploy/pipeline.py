@@ -10,7 +10,8 @@ from .. import artifacts as A
 from ..errors import EmotionMXError
 from ..fileio import read_json, write_json
 from .quantize import quantize_symbol
-from .runtime import Runner, predict, unweighted_accuracy
+from ..training.metrics import unweighted_accuracy
+from .runtime import Runner, predict
 
 log = logging.getLogger(__name__)
 

@@ -106,9 +106,3 @@ def softmax(logits):
     z = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-1, keepdims=True)
-
-
-def unweighted_accuracy(labels, pred, num_classes):
-    """Mean per-class recall over classes present in ``labels`` (UA), in [0, 1]."""
-    recalls = [float(np.mean(pred[labels == c] == c)) for c in range(num_classes) if np.any(labels == c)]
-    return float(np.mean(recalls)) if recalls else float("nan")
