@@ -11,6 +11,7 @@ import pytest
 
 from emotion_mx import artifacts
 from emotion_mx.config import DatasetConfig, load_config
+from emotion_mx.errors import ConfigError
 from emotion_mx.training.checkpoint import latest_checkpoint
 from emotion_mx.training.config import load_train_config
 from emotion_mx.training.trainer import fit
@@ -176,3 +177,36 @@ def test_amp_cli_bfloat16_on_avx512_or_one_message(store, tmp_path):
         assert precision == "bfloat16"
     else:
         assert precision == "float32" and p.stdout.count("--amp:") == 1
+
+
+def test_warm_start_copies_encoders_of_the_same_fold_only(store, tmp_path):
+    """init.encoders: the audio encoder of a fold-0 audio-only run is copied into a tri-modal
+    run (lr_mult 0 keeps it bit-identical); a fold-1 source or another encoder size is refused."""
+    from emotion_mx.errors import EmotionMXError
+    from emotion_mx.training import train
+    src = str(tmp_path / "audio-fold{fold}")
+    for fold in (0, 1):
+        train(_tiny_cfg(data={"modalities": ["audio"], "max_audio_frames": 200}, epochs=1),
+              store, src.format(fold=fold), fold=fold, **QUIET)
+    source = {k: v.asnumpy() for k, v in mx.nd.load(os.path.join(src.format(fold=0), "best.params")).items()
+              if k.startswith("audio_enc.") and "running_" not in k}
+    assert len(source) >= 4
+
+    run = str(tmp_path / "warm")
+    res = train(_tiny_cfg(init={"encoders": {"audio": src}, "encoder_lr_mult": 0.0}), store, run, fold=0, **QUIET)
+    after = {k: p.data().asnumpy() for k, p in res.net._collect_params_with_prefix().items()}
+    for k, v in source.items():
+        np.testing.assert_array_equal(after[k], v, err_msg=k)            # copied, then frozen
+    moved = [k for k in after if k.startswith("text_enc.")]
+    assert moved                                                        # the rest was trained
+    spec = artifacts.load_model_spec(run)
+    assert spec["warm_start"]["encoders"] == {"audio": os.path.abspath(src.format(fold=0))}
+
+    with pytest.raises(EmotionMXError, match="trained on fold 1, this run is fold 0"):
+        train(_tiny_cfg(init={"encoders": {"audio": src.format(fold=1)}}), store, str(tmp_path / "leak"),
+              fold=0, **QUIET)
+    with pytest.raises(EmotionMXError, match="audio_enc.*has shape"):
+        train(_tiny_cfg(model={"name": "mid_tiny", "kwargs": {"units": 48}}, init={"encoders": {"audio": src}}),
+              store, str(tmp_path / "wide"), fold=0, **QUIET)
+    with pytest.raises(ConfigError, match="not in data.modalities"):
+        _tiny_cfg(data={"modalities": ["text"]}, init={"encoders": {"audio": src}})

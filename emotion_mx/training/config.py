@@ -12,7 +12,7 @@ from typing import Any, Mapping, Optional, Tuple
 from ..config import FrozenDict, from_dict, load_config
 
 __all__ = ["ModelConfig", "DataConfig", "OptimConfig", "LossConfig", "AugmentConfig",
-           "TrainConfig", "load_train_config", "MODALITIES"]
+           "InitConfig", "TrainConfig", "load_train_config", "MODALITIES"]
 
 MODALITIES = ("audio", "text", "video")
 
@@ -138,12 +138,33 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class InitConfig:
+    """Warm start: copy per-modality encoder weights from earlier runs of the *same fold*.
+
+    ``encoders`` maps a modality to a run directory (``tools/train.py --out``); ``{fold}`` and
+    ``{seed}`` in the path are filled in per run, so one config serves every cross-validation
+    fold.  A source run of another fold or another store is refused: its training split would
+    hold this fold's test speakers.  ``encoder_lr_mult`` scales the learning rate of the copied
+    weights (0 freezes them).
+    """
+    encoders: Mapping[str, str] = field(default_factory=FrozenDict)
+    encoder_lr_mult: float = 1.0
+
+    def __post_init__(self):
+        bad = [m for m in self.encoders if m not in MODALITIES]
+        if bad:
+            raise ValueError(f"unknown modality {bad[0]!r} in init.encoders (known: {', '.join(MODALITIES)})")
+        _positive("init.encoder_lr_mult", self.encoder_lr_mult, strict=False)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
+    init: InitConfig = InitConfig()
     epochs: int = 30
     batch_size: int = 32           # global batch size (all contexts and workers together)
     patience: Optional[int] = 10   # early stopping on validation UA; None = never stop early
@@ -158,6 +179,10 @@ class TrainConfig:
         _positive("eval_batch_size", self.eval_batch_size)
         _positive("patience", self.patience)
         _positive("keep_checkpoints", self.keep_checkpoints, strict=False)
+        unused = [m for m in self.init.encoders if m not in self.data.modalities]
+        if unused:
+            raise ValueError(f"init.encoders names {unused[0]!r}, which is not in data.modalities "
+                             f"{list(self.data.modalities)}")
 
 
 def load_train_config(path=None, overrides=None):

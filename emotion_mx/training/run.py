@@ -121,6 +121,14 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
         **{k: v for k, v in settings.items() if k != "modalities"},
         "fold": fold, "store": os.path.abspath(data_dir), "precision": precision,
     }
+    warm = None
+    if cfg.init.encoders:
+        from .warm_start import resolve_warm_start
+        arrays, sources = resolve_warm_start(cfg.init, fold=fold, seed=cfg.seed, store_path=data_dir, spec=spec)
+        spec["warm_start"] = {"encoders": sources, "encoder_lr_mult": cfg.init.encoder_lr_mult}
+        warm = (arrays, cfg.init.encoder_lr_mult)
+        if chief:
+            echo("warm start: " + ", ".join(f"{m} encoder from {d}" for m, d in sources.items()))
     resume = _check_out(out_dir, resume) if chief else resume
     if chief:
         _write_run_files(out_dir, cfg, store, fold, spec, resume)
@@ -128,7 +136,7 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
     result = fit(net, train_split, valid_split, cfg, run_dir=out_dir, labels=labels, modalities=modalities,
                  contexts=contexts, worker=worker, precision=precision, resume=resume,
                  mel_bins=mel_bins_for(settings.get("audio_feature", "logmel"), audio_dim),
-                 class_counts=counts, progress=progress, echo=echo)
+                 class_counts=counts, progress=progress, echo=echo, warm_start=warm)
     return result
 
 

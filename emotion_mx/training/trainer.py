@@ -218,14 +218,17 @@ def _mx_seed(seed, epoch, rank):
 
 def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, worker=None,
         precision="float32", resume=False, mel_bins=0, class_counts=None, progress=True,
-        echo=print, loss_fn=None, tensorboard=True):
+        echo=print, loss_fn=None, tensorboard=True, warm_start=None):
     """Train ``net`` (built, not initialised) on ``train``; select on ``valid``.
 
     ``train`` is this worker's shard when distributed (``worker.num_workers`` > 1);
     ``valid`` is only needed on rank 0.  ``cfg`` is a :class:`TrainConfig` (its ``batch_size``
     is global).  ``class_counts`` (global training-split counts per class) defaults to the
     counts of ``train``.  Writes RUN/checkpoints, RUN/best.params, RUN/best.json,
-    RUN/metrics.csv, RUN/curves.png and RUN/tensorboard (rank 0).  Returns :class:`FitResult`.
+    RUN/metrics.csv, RUN/curves.png and RUN/tensorboard (rank 0).  ``warm_start`` is
+    ``(arrays, lr_mult)`` from :func:`~emotion_mx.training.warm_start.resolve_warm_start`, copied
+    in after initialisation (a resumed run then loads its own checkpoint over them).
+    Returns :class:`FitResult`.
     """
     contexts = list(contexts or [mx.cpu()])
     worker = worker or Worker(kvstore="device" if len(contexts) > 1 else None)
@@ -262,6 +265,9 @@ def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, w
         net.hybridize(static_alloc=True)
         loss_fn.hybridize(static_alloc=True)
     materialize(net, train, names, contexts)
+    if warm_start is not None:
+        from .warm_start import apply_warm_start
+        apply_warm_start(net, *warm_start)
 
     opt_name, opt_params = make_optimizer(cfg.optim)
     # dist: the Trainer stays local (kvstore=None) and GradientSync all-reduces over the workers
