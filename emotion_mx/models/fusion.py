@@ -17,6 +17,16 @@ modality of each sample is dropped (its mask zeroed) with that probability, keep
 one.  It is built from ``F.Dropout`` on a ones tensor, so the train/inference switch happens
 inside the operator at run time (a hybridized graph is traced once; a Python
 ``autograd.is_training()`` branch would be frozen into it).
+
+Unimodal experts (``MidFusion(experts=True)``, ``LateFusion(combine='product')``): one
+classifier head per modality whose log-posteriors are summed over the present modalities
+(a product of experts) behind ``BlockGrad``, so the experts learn only from their own
+auxiliary losses (``loss.aux_weight``; the trainer asks for them with
+``set_training_outputs(True)``).  Trained jointly on one fused loss, a model whose easiest
+modality is memorisable (a composed set's unique sentences or faces) fits the training split
+through it before the others learn anything (Wang et al. 2020, "What makes training
+multi-modal classification networks hard?"); independent experts cannot be starved that way.
+In ``MidFusion`` the cross-modal head adds a residual to the experts' product.
 """
 from mxnet.gluon import HybridBlock, nn
 
@@ -100,6 +110,42 @@ class _Fusion(HybridBlock):
                 masks[m] = F.broadcast_mul(masks[m], F.expand_dims(k, axis=1))   # (B, T)
                 pres[m] = F.broadcast_mul(pres[m], k)
         return xs, masks, pres
+
+    # ---- unimodal experts (see the module docstring)
+    has_experts = False        # the model can return per-modality expert logits
+    experts_need_loss = False  # the experts are trained only by their own (auxiliary) losses
+    _return_experts = False
+
+    def set_training_outputs(self, experts):
+        """With ``experts=True`` the forward pass returns ``(logits (B, K), experts (B, K, M),
+        presence (B, M))`` for auxiliary per-modality losses.  Set it before the first call
+        (a hybridized graph is traced once); a model rebuilt from its spec returns logits only."""
+        if experts and not self.has_experts:
+            raise ValueError(f"{type(self).__name__} has no unimodal expert heads")
+        self._return_experts = bool(experts)
+
+    def _expert_head(self, m, num_classes, hidden_units, dropout, name):
+        head = nn.HybridSequential(prefix=f"{m}_{name}_")
+        with head.name_scope():
+            head.add(nn.Dense(hidden_units, activation="relu", prefix="hidden_"))
+            if dropout:
+                head.add(nn.Dropout(dropout))
+            head.add(nn.Dense(num_classes, prefix="out_"))
+        self.register_child(head, f"{m}_{name}")
+        return head
+
+    @staticmethod
+    def _stack(F, logits):
+        return F.concat(*[F.expand_dims(l, axis=2) for l in logits], dim=2) \
+            if len(logits) > 1 else F.expand_dims(logits[0], axis=2)  # (B, K, M)
+
+    @staticmethod
+    def _product_of_experts(F, stacked, p):
+        """sum over present modalities of BlockGrad(log_softmax(expert_m)): log of the
+        unnormalised product of the experts' posteriors; the experts learn only from their
+        own losses, so a memorisable modality cannot starve the others."""
+        logp = F.BlockGrad(F.log_softmax(stacked, axis=1))            # (B, K, M)
+        return F.sum(F.broadcast_mul(logp, F.expand_dims(p, axis=1)), axis=2)  # (B, K)
 
     def _encode(self, xs, masks):
         return {m: self.encoders[m](xs[m], masks[m]) for m in self.modalities}   # (h, mask')
@@ -196,7 +242,7 @@ class MidFusion(_Fusion):
 
     def __init__(self, num_classes, modalities=MODALITIES, units=64, num_heads=4, ffn_units=128,
                  dropout=0.1, pooling="mean", modality_dropout=0.0, hidden_units=64,
-                 query_modalities=("text",), cross_layers=2, self_layers=1,
+                 query_modalities=("text",), cross_layers=2, self_layers=1, experts=False,
                  audio_dim=64, audio_frames=300, audio_encoder="cnn", audio_channels=(16, 32),
                  audio_layers=0, audio_rnn_units=None,
                  vocab_size=5000, max_tokens=32, text_encoder="transformer", embed_dim=64,
@@ -240,6 +286,9 @@ class MidFusion(_Fusion):
             self.hidden = nn.Dense(hidden_units, activation="relu", prefix="head_hidden_")
             self.dropout = nn.Dropout(dropout) if dropout else None
             self.output = nn.Dense(num_classes, prefix="head_out_")
+            self.experts = {m: self._expert_head(m, num_classes, hidden_units, dropout, "expert")
+                            for m in self.modalities} if experts else {}
+        self.has_experts = self.experts_need_loss = bool(experts)
 
     def hybrid_forward(self, F, *inputs):
         # 1. unpack (x, mask) per modality, presence, modality dropout
@@ -264,15 +313,22 @@ class MidFusion(_Fusion):
             # 5. pool with the target's mask (an empty row pools to exactly 0)
             feats.append(self.tpools[t](z, m_t))                      # (B, U)
         # 6. unimodal skip features, zeroed for missing modalities
+        units = {m: self.upools[m](*enc[m]) for m in self.modalities}   # (B, U) each
         for m in self.modalities:
-            u = self.upools[m](*enc[m])                               # (B, U)
-            feats.append(F.broadcast_mul(u, F.expand_dims(pres[m], axis=1)))
+            feats.append(F.broadcast_mul(units[m], F.expand_dims(pres[m], axis=1)))
         # 7. concat on the last axis with presence flags, MLP head
-        z = F.concat(*feats, self._presence_flags(F, pres), dim=1)    # (B, (|targets|+M)*U + M)
+        p = self._presence_flags(F, pres)                             # (B, M)
+        z = F.concat(*feats, p, dim=1)                                # (B, (|targets|+M)*U + M)
         z = self.hidden(z)                                            # (B, hidden)
         if self.dropout is not None:
             z = self.dropout(z)
-        return self.output(z)                                         # (B, K)
+        logits = self.output(z)                                       # (B, K)
+        if not self.experts:
+            return logits
+        # 8. unimodal experts: the cross-modal head is a residual on their product
+        stacked = self._stack(F, [self.experts[m](units[m]) for m in self.modalities])  # (B, K, M)
+        logits = logits + self._product_of_experts(F, stacked, p)     # (B, K)
+        return (logits, stacked, p) if self._return_experts else logits
 
 
 @_encoder_doc
@@ -284,7 +340,10 @@ class LateFusion(_Fusion):
     ``combine='weights'``: learned modality weights w (M,), softmax over the *present*
     modalities of each sample (absent ones get -1e9 and a weight of exactly 0), logits =
     sum_m a_m * logits_m; ``combine='vote'``: soft voting, logits = log(mean over present
-    modalities of softmax(logits_m) + 1e-8).
+    modalities of softmax(logits_m) + 1e-8); ``combine='product'``: product of experts,
+    logits = sum over present m of log_softmax(logits_m), each head trained only by its own
+    loss (needs ``loss.aux_weight`` > 0): independent evidence multiplies.  The per-modality
+    heads are the model's experts (``set_training_outputs``).
     """
 
     def __init__(self, num_classes, modalities=MODALITIES, units=64, num_heads=4, ffn_units=128,
@@ -297,9 +356,11 @@ class LateFusion(_Fusion):
                  num_frames=8, frame_size=48, frame_channels=1, video_width=0.5, video_stages=4,
                  video_se=True, prefix="late_", params=None):
         super().__init__(prefix=prefix, params=params)
-        if combine not in ("weights", "vote"):
-            raise ValueError(f"combine must be 'weights' or 'vote', not {combine!r}")
+        if combine not in ("weights", "vote", "product"):
+            raise ValueError(f"combine must be 'weights', 'vote' or 'product', not {combine!r}")
         self._combine = combine
+        self.has_experts = True
+        self.experts_need_loss = combine == "product"
         with self.name_scope():
             self._build_encoders(modalities, units, num_heads, ffn_units, dropout, audio_dim,
                                  audio_frames, audio_encoder, audio_channels, audio_layers,
@@ -309,15 +370,8 @@ class LateFusion(_Fusion):
             self.pools, self.heads = {}, {}
             for m in self.modalities:
                 self.pools[m] = MaskedPool(units, pooling, prefix=f"{m}_pool_")
-                head = nn.HybridSequential(prefix=f"{m}_head_")
-                with head.name_scope():
-                    head.add(nn.Dense(hidden_units, activation="relu", prefix="hidden_"))
-                    if dropout:
-                        head.add(nn.Dropout(dropout))
-                    head.add(nn.Dense(num_classes, prefix="out_"))
-                self.heads[m] = head
                 self.register_child(self.pools[m], f"{m}_pool")
-                self.register_child(head, f"{m}_head")
+                self.heads[m] = self._expert_head(m, num_classes, hidden_units, dropout, "head")
             if combine == "weights":
                 self.modality_weight = self.params.get(
                     "modality_weight", shape=(1, len(self.modalities)), init="zeros")
@@ -329,15 +383,19 @@ class LateFusion(_Fusion):
         enc = self._encode(xs, masks)                                 # (B, T_m, U), (B, T_m)
         logits = [self.heads[m](self.pools[m](*enc[m])) for m in self.modalities]  # (B, K) each
         p = self._presence_flags(F, pres)                             # (B, M)
-        stacked = F.concat(*[F.expand_dims(l, axis=2) for l in logits], dim=2) \
-            if len(logits) > 1 else F.expand_dims(logits[0], axis=2)  # (B, K, M)
+        stacked = self._stack(F, logits)                              # (B, K, M)
         if self._combine == "weights":
             # 3a. softmax over present modalities of the learned weights
             s = F.broadcast_add(params["modality_weight"], (1.0 - p) * NEG_INF)  # (B, M)
             a = F.broadcast_mul(F.softmax(s, axis=-1), p)                            # (B, M)
-            return F.sum(F.broadcast_mul(stacked, F.expand_dims(a, axis=1)), axis=2)  # (B, K)
-        # 3b. soft voting over present modalities
-        probs = F.softmax(stacked, axis=1)                            # (B, K, M)
-        total = F.sum(F.broadcast_mul(probs, F.expand_dims(p, axis=1)), axis=2)  # (B, K)
-        count = F.maximum(F.sum(p, axis=1, keepdims=True), 1.0)       # (B, 1)
-        return F.log(F.broadcast_div(total, count) + 1e-8)            # (B, K)
+            out = F.sum(F.broadcast_mul(stacked, F.expand_dims(a, axis=1)), axis=2)  # (B, K)
+        elif self._combine == "vote":
+            # 3b. soft voting over present modalities
+            probs = F.softmax(stacked, axis=1)                        # (B, K, M)
+            total = F.sum(F.broadcast_mul(probs, F.expand_dims(p, axis=1)), axis=2)  # (B, K)
+            count = F.maximum(F.sum(p, axis=1, keepdims=True), 1.0)   # (B, 1)
+            out = F.log(F.broadcast_div(total, count) + 1e-8)         # (B, K)
+        else:
+            # 3c. product of the (independently trained) experts
+            out = self._product_of_experts(F, stacked, p)             # (B, K)
+        return (out, stacked, p) if self._return_experts else out

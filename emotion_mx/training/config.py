@@ -94,6 +94,9 @@ class LossConfig:
     class_weights: str = "none"    # none | balanced (n / (K * count_k) on the training split)
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
+    # weight of the per-modality expert losses (models with unimodal experts: mid with
+    # experts=true, late with combine=product); 0 = fused loss only
+    aux_weight: float = 0.0
 
     def __post_init__(self):
         _choice("loss.type", self.type, ("ce", "focal"))
@@ -101,6 +104,7 @@ class LossConfig:
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"loss.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         _positive("loss.focal_gamma", self.focal_gamma, strict=False)
+        _positive("loss.aux_weight", self.aux_weight, strict=False)
 
 
 @dataclass(frozen=True)

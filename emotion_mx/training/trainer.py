@@ -120,12 +120,27 @@ def materialize(net, split, names, contexts):
         net(*_to_nd(batch, names, ctx))
 
 
+def fused_logits(out):
+    """The model's logits: a model asked for its experts (``set_training_outputs``) returns
+    ``(logits, experts, presence)``."""
+    return out[0] if isinstance(out, (list, tuple)) else out
+
+
+def expert_loss(loss_fn, experts, presence, targets):
+    """Sum over modalities of ``loss_fn(expert_m, *targets)`` for samples where m is present."""
+    total = None
+    for m in range(experts.shape[2]):
+        l = loss_fn(experts[:, :, m], *targets) * presence[:, m]      # (B,)
+        total = l if total is None else total + l
+    return total
+
+
 def predict_logits(net, split, names, ctx, batch_size=64):
     """Logits (N, K) float32 for every row of ``split`` (inference mode)."""
     out = []
     for i in range(0, len(split), batch_size):
         batch, _ = split.take(np.arange(i, min(i + batch_size, len(split))))
-        out.append(net(*_to_nd(batch, names, ctx)).astype("float32").asnumpy())
+        out.append(fused_logits(net(*_to_nd(batch, names, ctx))).astype("float32").asnumpy())
     return np.concatenate(out, axis=0) if out else np.zeros((0, 0), np.float32)
 
 
@@ -258,6 +273,16 @@ def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, w
     eval_loss = make_loss(cfg.loss, num_classes, class_counts)
     eval_loss.initialize(ctx=contexts[0])
 
+    aux_weight = float(cfg.loss.aux_weight)
+    if aux_weight > 0:
+        if not getattr(net, "has_experts", False):
+            raise EmotionMXError(f"loss.aux_weight is {aux_weight} but {type(net).__name__} has no unimodal "
+                                 "experts; use mid with experts: true or late with combine: product")
+        net.set_training_outputs(True)
+    elif getattr(net, "experts_need_loss", False):
+        raise EmotionMXError(f"{type(net).__name__}'s unimodal experts learn only from their own losses; "
+                             "set loss.aux_weight > 0 (e.g. 1.0)")
+
     # ---- parameters: same seed on every worker; the kvstore also broadcasts rank 0's values
     mx.random.seed(cfg.seed, ctx="all")
     net.initialize(mx.init.Xavier(), ctx=contexts)
@@ -326,8 +351,12 @@ def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, w
                     targets = [(t, yy) for t, yy in zip(ts, ys)]
                 scale = scaler.scale if scaler is not None else 1.0
                 with autograd.record():
-                    outs = [net(*[x[i] for x in xs]) for i in range(len(contexts))]
+                    raw = [net(*[x[i] for x in xs]) for i in range(len(contexts))]
+                    outs = [fused_logits(r) for r in raw]
                     losses = [loss_fn(o, *tg) for o, tg in zip(outs, targets)]
+                    if aux_weight > 0:      # (B,) per context: fused + weighted expert losses
+                        losses = [l + aux_weight * expert_loss(loss_fn, r[1], r[2], tg)
+                                  for l, r, tg in zip(losses, raw, targets)]
                     scaled = [l.sum() * scale for l in losses] if scaler is not None else losses
                 autograd.backward(scaled)
                 global_rows = len(idx) * worker.num_workers
