@@ -17,7 +17,9 @@ from emotion_mx.training.trainer import expert_loss, fit, fused_logits
 from test_models import NUM_CLASSES, _build, _fixture, _inputs, _with_masks
 from test_training_support import LABELS, TinyNet, small_config, synth_split
 
-VARIANTS = [("late_tiny", {"combine": "product"}), ("mid_tiny", {"experts": True})]
+VARIANTS = [("late_tiny", {"combine": "product"}), ("mid_tiny", {"experts": True}),
+            ("mid_tiny", {"experts": True, "cross_expert": True})]
+IDS = ["late-product", "mid-residual", "mid-cross-expert"]
 
 
 def _log_softmax(x, axis):
@@ -25,7 +27,7 @@ def _log_softmax(x, axis):
     return x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
 
 
-@pytest.mark.parametrize("name,kw", VARIANTS, ids=[v[0] for v in VARIANTS])
+@pytest.mark.parametrize("name,kw", VARIANTS, ids=IDS)
 def test_experts_outputs_hybridize_and_export(name, kw, tmp_path):
     net = _build(name, **kw)
     inputs = _with_masks(MODALITIES, _inputs(MODALITIES))         # sample 2 lacks audio
@@ -42,16 +44,17 @@ def test_experts_outputs_hybridize_and_export(name, kw, tmp_path):
     fresh.set_training_outputs(True)
     logits, experts, pres = (o.asnumpy() for o in fresh(*inputs))
     np.testing.assert_allclose(logits, ref, rtol=1e-5, atol=1e-6)
-    assert experts.shape == (3, NUM_CLASSES, 3)
-    np.testing.assert_array_equal(pres, [[1, 1, 1], [1, 1, 1], [0, 1, 1]])
+    n = 4 if kw.get("cross_expert") else 3                         # + the cross-modal head
+    assert experts.shape == (3, NUM_CLASSES, n)
+    np.testing.assert_array_equal(pres, [[1, 1, 1, 1][:n], [1, 1, 1, 1][:n], [0, 1, 1, 1][:n]])
     poe = (_log_softmax(experts, axis=1) * pres[:, None, :]).sum(axis=2)
-    if name == "late_tiny":
+    if name == "late_tiny" or kw.get("cross_expert"):
         np.testing.assert_allclose(logits, poe, rtol=1e-5, atol=1e-5)    # exactly the product
     else:
         assert not np.allclose(logits, poe)                              # + cross-modal residual
 
 
-@pytest.mark.parametrize("name,kw", VARIANTS, ids=[v[0] for v in VARIANTS])
+@pytest.mark.parametrize("name,kw", VARIANTS, ids=IDS)
 def test_experts_learn_only_from_their_own_losses(name, kw):
     net = _build(name, **kw)
     net.set_training_outputs(True)
@@ -76,6 +79,8 @@ def test_experts_learn_only_from_their_own_losses(name, kw):
     loss.backward()
     for p in expert_params:
         assert np.abs(p.grad().asnumpy()).sum() > 0, p.name
+    if kw.get("cross_expert"):          # the cross-modal head too is trained by its own loss only
+        assert np.abs(net.output.weight.grad().asnumpy()).sum() > 0
 
 
 def test_trainer_needs_aux_loss_for_experts_and_experts_for_aux_loss(tmp_path):

@@ -26,7 +26,8 @@ auxiliary losses (``loss.aux_weight``; the trainer asks for them with
 modality is memorisable (a composed set's unique sentences or faces) fits the training split
 through it before the others learn anything (Wang et al. 2020, "What makes training
 multi-modal classification networks hard?"); independent experts cannot be starved that way.
-In ``MidFusion`` the cross-modal head adds a residual to the experts' product.
+In ``MidFusion`` the cross-modal head adds a residual to the experts' product, or with
+``cross_expert=True`` is one more expert in the product, trained by its own loss.
 """
 from mxnet.gluon import HybridBlock, nn
 
@@ -243,6 +244,7 @@ class MidFusion(_Fusion):
     def __init__(self, num_classes, modalities=MODALITIES, units=64, num_heads=4, ffn_units=128,
                  dropout=0.1, pooling="mean", modality_dropout=0.0, hidden_units=64,
                  query_modalities=("text",), cross_layers=2, self_layers=1, experts=False,
+                 cross_expert=False,
                  audio_dim=64, audio_frames=300, audio_encoder="cnn", audio_channels=(16, 32),
                  audio_layers=0, audio_rnn_units=None,
                  vocab_size=5000, max_tokens=32, text_encoder="transformer", embed_dim=64,
@@ -288,6 +290,9 @@ class MidFusion(_Fusion):
             self.output = nn.Dense(num_classes, prefix="head_out_")
             self.experts = {m: self._expert_head(m, num_classes, hidden_units, dropout, "expert")
                             for m in self.modalities} if experts else {}
+        if cross_expert and not experts:
+            raise ValueError("cross_expert=True needs experts=True")
+        self._cross_expert = bool(cross_expert)
         self.has_experts = self.experts_need_loss = bool(experts)
 
     def hybrid_forward(self, F, *inputs):
@@ -325,9 +330,15 @@ class MidFusion(_Fusion):
         logits = self.output(z)                                       # (B, K)
         if not self.experts:
             return logits
-        # 8. unimodal experts: the cross-modal head is a residual on their product
+        # 8. unimodal experts: the cross-modal head is a residual on their product, or
+        #    (cross_expert) one more expert in it, trained by its own loss like the others
         stacked = self._stack(F, [self.experts[m](units[m]) for m in self.modalities])  # (B, K, M)
-        logits = logits + self._product_of_experts(F, stacked, p)     # (B, K)
+        if self._cross_expert:
+            stacked = F.concat(stacked, F.expand_dims(logits, axis=2), dim=2)          # (B, K, M+1)
+            p = F.concat(p, F.ones_like(F.slice_axis(p, axis=1, begin=0, end=1)), dim=1)  # (B, M+1)
+            logits = self._product_of_experts(F, stacked, p)          # (B, K)
+        else:
+            logits = logits + self._product_of_experts(F, stacked, p)  # (B, K)
         return (logits, stacked, p) if self._return_experts else logits
 
 
