@@ -104,3 +104,19 @@ def test_product_of_experts_trains_with_aux_loss(tmp_path):
     assert res.best_score >= 0.8, res.best_score                     # chance 1/3
     assert fused_logits(net(mx.nd.array(valid.inputs["audio"]), mx.nd.array(valid.inputs["audio_mask"]))).shape \
         == (48, 3)
+
+
+@pytest.mark.parametrize("name", ["early_tiny", "mid_tiny", "late_tiny"])
+def test_feature_outputs_named_and_logits_unchanged(name):
+    from emotion_mx.models.fusion import training_outputs
+    from emotion_mx.models.registry import PRESETS
+    inputs = _with_masks(MODALITIES, _inputs(MODALITIES))
+    net = _build(name)
+    ref = net(*inputs).asnumpy()
+    net.set_training_outputs(features=True)
+    net.hybridize(static_alloc=True)
+    res = training_outputs(net, net(*inputs))
+    np.testing.assert_allclose(res["logits"].asnumpy(), ref, rtol=1e-4, atol=1e-5)
+    hp = PRESETS[name][2]
+    width = 3 * hp["units"] if name == "late_tiny" else hp["hidden_units"]
+    assert res["features"].shape == (3, width) and res["experts"] is None

@@ -140,9 +140,17 @@ def test_crossval_and_distill(store, tmp_path):
         assert 0 <= report[role]["unweighted_accuracy"] <= 1
     # (mid_student is sized against mid_base; the tiny teacher here happens to be smaller)
     assert report["param_ratio"] == pytest.approx(report["student"]["params"] / report["teacher"]["params"])
-    assert report["feature_matching"] is False and "feature" in report["note"]
+    assert report["feature_matching"] is False and "feature matching: off" in report["note"]
     assert "teacher" in format_report(report)
     assert os.path.isfile(tmp_path / "student" / "distill.json")
+
+    # feature matching: same seed and data, so the only difference in the loss is the feature term
+    fm = distill(os.path.join(out, "fold0-seed0"), "mid_student", store, str(tmp_path / "student-fm"),
+                 alpha=0.7, temperature=3.0, feature_weight=50.0, epochs=1, **QUIET)
+    assert fm["feature_matching"] is True and "similarity-preserving" in fm["note"]
+    loss = {d: float(open(os.path.join(tmp_path, d, "metrics.csv")).read().splitlines()[1].split(",")[2])
+            for d in ("student", "student-fm")}
+    assert loss["student-fm"] > loss["student"] + 1e-4, loss
 
 
 def _cli(*args):

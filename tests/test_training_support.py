@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
@@ -79,3 +80,24 @@ def dist_worker(out_dir):
 
 if __name__ == "__main__":
     dist_worker(sys.argv[1])
+
+
+def test_similarity_kd_loss_matches_numpy_and_ignores_width_and_scale():
+    from emotion_mx.training.losses import SimilarityKDLoss
+    rng = np.random.default_rng(0)
+    ft = rng.normal(size=(6, 5)).astype(np.float32)
+    fs = rng.normal(size=(6, 9)).astype(np.float32)
+    loss = SimilarityKDLoss(weight=2.0)
+    loss.initialize()
+
+    def gram(f):
+        g = f @ f.T
+        return g / np.linalg.norm(g, axis=1, keepdims=True)
+    ref = 2.0 * ((gram(fs) - gram(ft)) ** 2).mean(axis=1)
+    got = loss(mx.nd.array(fs), mx.nd.array(ft)).asnumpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+    assert got.mean() > 0.01
+    # a wider student that holds the teacher's features up to rotation and scale matches exactly
+    q, _ = np.linalg.qr(rng.normal(size=(9, 9)))
+    same = 3.0 * ft @ q[:5, :].astype(np.float32)                  # (6, 9), orthonormal rows
+    np.testing.assert_allclose(loss(mx.nd.array(same), mx.nd.array(ft)).asnumpy(), 0, atol=1e-6)

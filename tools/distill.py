@@ -13,6 +13,8 @@ from emotion_mx.cli import run_cli
 @click.option("--config", "config_path", type=click.Path(), help="Training YAML for the student (default: the teacher's).")
 @click.option("--alpha", default=0.5, show_default=True, help="Weight of the soft (KL) term; 1 - alpha for hard CE.")
 @click.option("--temperature", "-T", default=4.0, show_default=True, help="Softmax temperature.")
+@click.option("--feature-weight", default=0.0, show_default=True,
+              help="Weight of feature matching (similarity-preserving KD on the head's input); 0 = off.")
 @click.option("--epochs", type=int, help="Override epochs.")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["valid", "test"]),
               help="Split for the reported UA (selection always uses valid).")
@@ -20,8 +22,8 @@ from emotion_mx.cli import run_cli
 @click.option("--gpus", help="GPU ids.")
 @click.option("--resume", is_flag=True)
 @click.option("--quiet", is_flag=True)
-def main(teacher_run, student, data_dir, out_dir, config_path, alpha, temperature, epochs, split, cpus, gpus,
-         resume, quiet):
+def main(teacher_run, student, data_dir, out_dir, config_path, alpha, temperature, feature_weight, epochs, split,
+         cpus, gpus, resume, quiet):
     from emotion_mx.config import replace
     from emotion_mx.training import distill, format_report, load_train_config, make_contexts
     cfg = None
@@ -32,7 +34,8 @@ def main(teacher_run, student, data_dir, out_dir, config_path, alpha, temperatur
     if note:
         click.echo(note)
     report = distill(teacher_run, student, data_dir, out_dir, cfg=cfg, alpha=alpha, temperature=temperature,
-                     contexts=contexts, split=split, epochs=epochs, resume=resume, progress=not quiet,
+                     feature_weight=feature_weight, contexts=contexts, split=split, epochs=epochs, resume=resume,
+                     progress=not quiet,
                      echo=click.echo)
     click.echo(format_report(report))
     click.echo(f"wrote {out_dir}/distill.json")

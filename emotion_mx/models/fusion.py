@@ -37,7 +37,22 @@ from .common import MODALITIES, NEG_INF, MaskedPool, presence
 from .text import TextBiLSTM, TextTransformer
 from .video import VideoMobileNet
 
-__all__ = ["EarlyFusion", "MidFusion", "LateFusion", "check_modalities"]
+__all__ = ["EarlyFusion", "MidFusion", "LateFusion", "check_modalities", "training_outputs"]
+
+
+def training_outputs(net, out):
+    """``{'logits', 'experts', 'presence', 'features'}`` (None where not asked for) from the
+    output of a model after ``set_training_outputs``; a plain logits output gives logits only."""
+    res = {"logits": out, "experts": None, "presence": None, "features": None}
+    if not isinstance(out, (list, tuple)):
+        return res
+    out = list(out)
+    res["logits"] = out.pop(0)
+    if getattr(net, "_return_experts", False):
+        res["experts"], res["presence"] = out.pop(0), out.pop(0)
+    if getattr(net, "_return_features", False):
+        res["features"] = out.pop(0)
+    return res
 
 
 def check_modalities(modalities):
@@ -112,18 +127,31 @@ class _Fusion(HybridBlock):
                 pres[m] = F.broadcast_mul(pres[m], k)
         return xs, masks, pres
 
-    # ---- unimodal experts (see the module docstring)
+    # ---- training outputs: unimodal experts (see the module docstring) and features
     has_experts = False        # the model can return per-modality expert logits
     experts_need_loss = False  # the experts are trained only by their own (auxiliary) losses
     _return_experts = False
+    _return_features = False
 
-    def set_training_outputs(self, experts):
-        """With ``experts=True`` the forward pass returns ``(logits (B, K), experts (B, K, M),
-        presence (B, M))`` for auxiliary per-modality losses.  Set it before the first call
-        (a hybridized graph is traced once); a model rebuilt from its spec returns logits only."""
+    def set_training_outputs(self, experts=False, features=False):
+        """Ask the forward pass for more than the logits: it then returns the tuple
+        ``(logits (B, K)[, experts (B, K, M), presence (B, M)][, features (B, D)])``, experts
+        for auxiliary per-modality losses, features (the head's input representation) for
+        feature-level distillation; :func:`training_outputs` names them.  Set it before the
+        first call (a hybridized graph is traced once); a model rebuilt from its spec returns
+        logits only."""
         if experts and not self.has_experts:
             raise ValueError(f"{type(self).__name__} has no unimodal expert heads")
         self._return_experts = bool(experts)
+        self._return_features = bool(features)
+
+    def _outputs(self, logits, stacked=None, p=None, features=None):
+        out = [logits]
+        if self._return_experts:
+            out += [stacked, p]
+        if self._return_features:
+            out.append(features)
+        return tuple(out) if len(out) > 1 else logits
 
     def _expert_head(self, m, num_classes, hidden_units, dropout, name):
         head = nn.HybridSequential(prefix=f"{m}_{name}_")
@@ -219,10 +247,9 @@ class EarlyFusion(_Fusion):
             feats.append(F.broadcast_mul(h, F.expand_dims(pres[m], axis=1)))
         # 4. concat on the last axis with presence flags, MLP head
         z = F.concat(*feats, self._presence_flags(F, pres), dim=1)    # (B, M*U + M)
-        z = self.hidden(z)                                            # (B, hidden)
-        if self.dropout is not None:
-            z = self.dropout(z)
-        return self.output(z)                                         # (B, K)
+        h = self.hidden(z)                                            # (B, hidden)
+        z = self.dropout(h) if self.dropout is not None else h
+        return self._outputs(self.output(z), features=h)              # (B, K)
 
 
 @_encoder_doc
@@ -324,12 +351,11 @@ class MidFusion(_Fusion):
         # 7. concat on the last axis with presence flags, MLP head
         p = self._presence_flags(F, pres)                             # (B, M)
         z = F.concat(*feats, p, dim=1)                                # (B, (|targets|+M)*U + M)
-        z = self.hidden(z)                                            # (B, hidden)
-        if self.dropout is not None:
-            z = self.dropout(z)
+        h = self.hidden(z)                                            # (B, hidden)
+        z = self.dropout(h) if self.dropout is not None else h
         logits = self.output(z)                                       # (B, K)
         if not self.experts:
-            return logits
+            return self._outputs(logits, features=h)
         # 8. unimodal experts: the cross-modal head is a residual on their product, or
         #    (cross_expert) one more expert in it, trained by its own loss like the others
         stacked = self._stack(F, [self.experts[m](units[m]) for m in self.modalities])  # (B, K, M)
@@ -339,7 +365,7 @@ class MidFusion(_Fusion):
             logits = self._product_of_experts(F, stacked, p)          # (B, K)
         else:
             logits = logits + self._product_of_experts(F, stacked, p)  # (B, K)
-        return (logits, stacked, p) if self._return_experts else logits
+        return self._outputs(logits, stacked, p, features=h)
 
 
 @_encoder_doc
@@ -392,7 +418,8 @@ class LateFusion(_Fusion):
         xs, masks, pres = self._unpack(F, inputs)
         # 2. encode, pool and classify each modality
         enc = self._encode(xs, masks)                                 # (B, T_m, U), (B, T_m)
-        logits = [self.heads[m](self.pools[m](*enc[m])) for m in self.modalities]  # (B, K) each
+        pooled = [self.pools[m](*enc[m]) for m in self.modalities]   # (B, U) each, 0 if absent
+        logits = [self.heads[m](u) for m, u in zip(self.modalities, pooled)]  # (B, K) each
         p = self._presence_flags(F, pres)                             # (B, M)
         stacked = self._stack(F, logits)                              # (B, K, M)
         if self._combine == "weights":
@@ -409,4 +436,5 @@ class LateFusion(_Fusion):
         else:
             # 3c. product of the (independently trained) experts
             out = self._product_of_experts(F, stacked, p)             # (B, K)
-        return (out, stacked, p) if self._return_experts else out
+        features = F.concat(*pooled, dim=1) if len(pooled) > 1 else pooled[0]  # (B, M*U)
+        return self._outputs(out, stacked, p, features=features)

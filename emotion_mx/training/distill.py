@@ -3,9 +3,13 @@
 Loss: ``alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE(label)``
 on the fold's training split (teacher logits computed once, in inference mode; no
 augmentation, so the soft targets match the inputs).  Selection and early stopping on the
-validation UA as for any run.  Feature matching needs models that expose intermediate
-features (a ``features(*inputs)`` method); the emotion_mx presets do not, so it is skipped
-and the report says so.
+validation UA as for any run.
+
+Feature matching (``feature_weight`` > 0): the head's input representation of teacher and
+student (``set_training_outputs(features=True)``; widths differ) is compared through their
+batch similarity matrices (:class:`~emotion_mx.training.losses.SimilarityKDLoss`, Tung & Mori
+2019), so no projection layer has to be trained and thrown away.  Teacher features are computed
+once, like the logits.
 """
 import os
 import shutil
@@ -18,9 +22,9 @@ from ..config import dump_config, replace
 from ..errors import EmotionMXError
 from ..fileio import write_json
 from .evaluate import load_run_split
-from .losses import DistillationLoss, SoftTargetCE, class_weights_from_counts
+from .losses import DistillationLoss, SimilarityKDLoss, SoftTargetCE, class_weights_from_counts
 from .run import DATA_MODEL_KWARGS, mel_bins_for, open_store
-from .trainer import evaluate_split, fit, input_names, predict_logits
+from .trainer import evaluate_split, fit, fused_logits, input_names, predict_features, predict_logits
 
 __all__ = ["distill", "format_report", "measure_latency", "count_params"]
 
@@ -34,25 +38,30 @@ def measure_latency(net, example, ctx, repeats=50, warmup=5):
     import mxnet as mx
     xs = [mx.nd.array(x[:1], ctx=ctx) for x in example]
     for _ in range(warmup):
-        net(*xs).wait_to_read()
+        fused_logits(net(*xs)).wait_to_read()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        net(*xs).wait_to_read()
+        fused_logits(net(*xs)).wait_to_read()
         times.append((time.perf_counter() - t0) * 1e3)
     return float(np.median(times))
 
 
 def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, temperature=4.0,
-            contexts=None, split="test", epochs=None, resume=False, progress=True, echo=print):
+            feature_weight=0.0, contexts=None, split="test", epochs=None, resume=False, progress=True,
+            echo=print):
     """Train preset ``student`` from ``teacher_run`` into ``out_dir``; return the report dict
-    (also written to ``out_dir/distill.json``)."""
+    (also written to ``out_dir/distill.json``).  ``feature_weight`` > 0 adds feature matching."""
     import mxnet as mx
     from ..models import get_model
     from .config import AugmentConfig, TrainConfig, load_train_config
     contexts = list(contexts or [mx.cpu()])
     ctx = contexts[0]
+    if feature_weight < 0:
+        raise EmotionMXError(f"feature_weight must be >= 0, got {feature_weight}")
     teacher, tspec = artifacts.load_run_model(teacher_run, ctx=ctx)
+    if feature_weight > 0:
+        teacher.set_training_outputs(features=True)     # before the graph is traced
     teacher.hybridize(static_alloc=True)
     if cfg is None:
         tcfg_path = artifacts.run_file(teacher_run, artifacts.CONFIG)
@@ -74,14 +83,15 @@ def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, tem
     train = load_run_split(teacher_run, tspec, store, "train", fold)
     valid = load_run_split(teacher_run, tspec, store, "valid", fold)
     train.teacher_logits = predict_logits(teacher, train, names, ctx, cfg.eval_batch_size)
+    if feature_weight > 0:
+        train.teacher_features = predict_features(teacher, train, names, ctx, cfg.eval_batch_size)
 
     data_kwargs = {k: v for k, v in tspec["kwargs"].items() if k in DATA_MODEL_KWARGS}
     kwargs = dict(cfg.model.kwargs, **data_kwargs)
     net = get_model(student, num_classes=len(labels), modalities=modalities, **kwargs)
-    features = hasattr(net, "features") and hasattr(teacher, "features")
-    feature_note = ("feature matching: not available (the models expose no features() method); "
-                    "logit distillation only") if not features else \
-        "feature matching: models expose features() but dimensions differ in general; not used"
+    feature_note = (f"feature matching: similarity-preserving, weight {feature_weight:g} "
+                    f"(teacher {train.teacher_features.shape[1]}-d, student features of its own width)"
+                    if feature_weight > 0 else "feature matching: off (--feature-weight > 0 turns it on)")
 
     if os.path.isfile(os.path.join(out_dir, artifacts.MODEL_SPEC)) and not resume:
         raise EmotionMXError(f"{out_dir} already holds a run; pass --resume or choose another --out")
@@ -100,6 +110,7 @@ def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, tem
     loss = DistillationLoss(hard, alpha=alpha, temperature=temperature)
     result = fit(net, train, valid, cfg, run_dir=out_dir, labels=labels, modalities=modalities,
                  contexts=contexts, resume=resume, loss_fn=loss, class_counts=counts, progress=progress,
+                 feature_loss=SimilarityKDLoss(feature_weight) if feature_weight > 0 else None,
                  echo=echo, mel_bins=mel_bins_for(tspec.get("audio_feature", "logmel"),
                                                    data_kwargs.get("audio_dim", 0)))
 
@@ -115,7 +126,7 @@ def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, tem
                       "unweighted_accuracy": m["unweighted_accuracy"], "accuracy": m["accuracy"],
                       "macro_f1": m["macro_f1"]}
     report = {"split": split, "fold": fold, "alpha": alpha, "temperature": temperature,
-              "feature_matching": False, "note": feature_note, "student_best_epoch": result.best_epoch,
+              "feature_matching": feature_weight > 0, "feature_weight": feature_weight, "note": feature_note, "student_best_epoch": result.best_epoch,
               "student_valid_ua": result.best_score, **rows,
               "param_ratio": rows["student"]["params"] / max(1, rows["teacher"]["params"]),
               "speedup": rows["teacher"]["latency_ms_batch1"] / max(1e-9, rows["student"]["latency_ms_batch1"])}

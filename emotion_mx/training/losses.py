@@ -82,6 +82,29 @@ class DistillationLoss(gluon.HybridBlock):
         return self._alpha * kl + (1.0 - self._alpha) * self.hard(student_logits, label)
 
 
+class SimilarityKDLoss(gluon.HybridBlock):
+    """Feature-level distillation by similarity preservation (Tung & Mori, ICCV 2019):
+    ``weight * ||norm(Fs Fs^T) - norm(Ft Ft^T)||_F^2 / B^2`` with row-L2-normalised (B, B)
+    Gram matrices of the student's and teacher's features (B, Ds) and (B, Dt).  It matches
+    which samples each network finds alike, so Ds and Dt may differ and no projection layer is
+    needed.  Returns (B,): row i's share, so that the mean over the batch is the loss."""
+
+    def __init__(self, weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        self._w = float(weight)
+
+    def hybrid_forward(self, F, student_features, teacher_features):
+        def gram(f):
+            f = F.reshape(f.astype("float32"), shape=(0, -1))                # (B, D)
+            g = F.dot(f, f, transpose_b=True)                                # (B, B)
+            return F.L2Normalization(g, mode="instance")                     # rows of unit norm
+        d = gram(student_features) - gram(teacher_features)                  # (B, B)
+        # row i: sum_j d_ij^2 / B; the mean over rows is ||d||^2 / B^2
+        return self._w * F.mean(F.square(d), axis=1)                         # (B,)
+
+
 def class_weights_from_counts(counts, mode):
     """``none`` → ones; ``balanced`` → ``n / (K * count_k)`` (absent classes get weight 0)."""
     counts = np.asarray(counts, dtype=np.float64)

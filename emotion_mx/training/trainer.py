@@ -27,6 +27,7 @@ from mxnet import autograd, gluon
 
 from ..errors import EmotionMXError
 from ..fileio import atomic_path, write_json
+from ..models.fusion import training_outputs
 from .amp import DynamicLossScaler
 from .augment import augment_batch
 from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
@@ -63,6 +64,7 @@ class Split:
     labels: np.ndarray
     ids: Optional[List[str]] = None
     teacher_logits: Optional[np.ndarray] = None   # (N, K) soft targets for distillation
+    teacher_features: Optional[np.ndarray] = None  # (N, D) for feature-level distillation
 
     def __post_init__(self):
         self.labels = np.asarray(self.labels, dtype=np.int32)
@@ -82,7 +84,8 @@ class Split:
         inputs, labels = self.take(idx)
         ids = [self.ids[i] for i in idx] if self.ids is not None else None
         teacher = self.teacher_logits[idx] if self.teacher_logits is not None else None
-        return Split(inputs, labels, ids, teacher)
+        feats = self.teacher_features[idx] if self.teacher_features is not None else None
+        return Split(inputs, labels, ids, teacher, feats)
 
 
 @dataclass
@@ -121,8 +124,8 @@ def materialize(net, split, names, contexts):
 
 
 def fused_logits(out):
-    """The model's logits: a model asked for its experts (``set_training_outputs``) returns
-    ``(logits, experts, presence)``."""
+    """The model's logits: a model asked for more (``set_training_outputs``) returns a tuple
+    whose first element is the logits."""
     return out[0] if isinstance(out, (list, tuple)) else out
 
 
@@ -133,6 +136,18 @@ def expert_loss(loss_fn, experts, presence, targets):
         l = loss_fn(experts[:, :, m], *targets) * presence[:, m]      # (B,)
         total = l if total is None else total + l
     return total
+
+
+def predict_features(net, split, names, ctx, batch_size=64):
+    """Features (N, D) float32 of every row (inference mode) of a model after
+    ``set_training_outputs(features=True)``."""
+    from ..models.fusion import training_outputs
+    out = []
+    for i in range(0, len(split), batch_size):
+        batch, _ = split.take(np.arange(i, min(i + batch_size, len(split))))
+        res = training_outputs(net, net(*_to_nd(batch, names, ctx)))
+        out.append(res["features"].astype("float32").asnumpy())
+    return np.concatenate(out, axis=0)
 
 
 def predict_logits(net, split, names, ctx, batch_size=64):
@@ -233,7 +248,7 @@ def _mx_seed(seed, epoch, rank):
 
 def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, worker=None,
         precision="float32", resume=False, mel_bins=0, class_counts=None, progress=True,
-        echo=print, loss_fn=None, tensorboard=True, warm_start=None):
+        echo=print, loss_fn=None, tensorboard=True, warm_start=None, feature_loss=None):
     """Train ``net`` (built, not initialised) on ``train``; select on ``valid``.
 
     ``train`` is this worker's shard when distributed (``worker.num_workers`` > 1);
@@ -243,7 +258,8 @@ def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, w
     RUN/metrics.csv, RUN/curves.png and RUN/tensorboard (rank 0).  ``warm_start`` is
     ``(arrays, lr_mult)`` from :func:`~emotion_mx.training.warm_start.resolve_warm_start`, copied
     in after initialisation (a resumed run then loads its own checkpoint over them).
-    Returns :class:`FitResult`.
+    ``feature_loss`` (e.g. :class:`~emotion_mx.training.losses.SimilarityKDLoss`) compares the
+    model's features with ``train.teacher_features``.  Returns :class:`FitResult`.
     """
     contexts = list(contexts or [mx.cpu()])
     worker = worker or Worker(kvstore="device" if len(contexts) > 1 else None)
@@ -270,16 +286,23 @@ def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, w
     if loss_fn is None:
         loss_fn = make_loss(cfg.loss, num_classes, class_counts)
     loss_fn.initialize(ctx=contexts)
+    if feature_loss is not None:
+        feature_loss.initialize(ctx=contexts)
     eval_loss = make_loss(cfg.loss, num_classes, class_counts)
     eval_loss.initialize(ctx=contexts[0])
 
+    if (feature_loss is not None) != (train.teacher_features is not None):
+        raise ValueError("feature distillation needs both train.teacher_features and a feature_loss")
     aux_weight = float(cfg.loss.aux_weight)
-    if aux_weight > 0:
-        if not getattr(net, "has_experts", False):
-            raise EmotionMXError(f"loss.aux_weight is {aux_weight} but {type(net).__name__} has no unimodal "
-                                 "experts; use mid with experts: true or late with combine: product")
-        net.set_training_outputs(True)
-    elif getattr(net, "experts_need_loss", False):
+    if aux_weight > 0 and not getattr(net, "has_experts", False):
+        raise EmotionMXError(f"loss.aux_weight is {aux_weight} but {type(net).__name__} has no unimodal "
+                             "experts; use mid with experts: true or late with combine: product")
+    if feature_loss is not None and not hasattr(net, "set_training_outputs"):
+        raise EmotionMXError(f"{type(net).__name__} cannot return its features; feature distillation "
+                             "needs an emotion_mx fusion model")
+    if aux_weight > 0 or feature_loss is not None:
+        net.set_training_outputs(experts=aux_weight > 0, features=feature_loss is not None)
+    if aux_weight == 0 and getattr(net, "experts_need_loss", False):
         raise EmotionMXError(f"{type(net).__name__}'s unimodal experts learn only from their own losses; "
                              "set loss.aux_weight > 0 (e.g. 1.0)")
 
@@ -349,14 +372,18 @@ def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, w
                 if train.teacher_logits is not None:   # DistillationLoss(student, teacher, label)
                     ts = gluon.utils.split_and_load(train.teacher_logits[idx], contexts, even_split=False)
                     targets = [(t, yy) for t, yy in zip(ts, ys)]
+                tfeats = (gluon.utils.split_and_load(train.teacher_features[idx], contexts, even_split=False)
+                          if feature_loss is not None else None)
                 scale = scaler.scale if scaler is not None else 1.0
                 with autograd.record():
-                    raw = [net(*[x[i] for x in xs]) for i in range(len(contexts))]
-                    outs = [fused_logits(r) for r in raw]
-                    losses = [loss_fn(o, *tg) for o, tg in zip(outs, targets)]
-                    if aux_weight > 0:      # (B,) per context: fused + weighted expert losses
-                        losses = [l + aux_weight * expert_loss(loss_fn, r[1], r[2], tg)
+                    raw = [training_outputs(net, net(*[x[i] for x in xs])) for i in range(len(contexts))]
+                    outs = [r["logits"] for r in raw]
+                    losses = [loss_fn(o, *tg) for o, tg in zip(outs, targets)]      # (B,) per context
+                    if aux_weight > 0:      # + weighted expert losses
+                        losses = [l + aux_weight * expert_loss(loss_fn, r["experts"], r["presence"], tg)
                                   for l, r, tg in zip(losses, raw, targets)]
+                    if feature_loss is not None:   # + feature-level distillation
+                        losses = [l + feature_loss(r["features"], tf) for l, r, tf in zip(losses, raw, tfeats)]
                     scaled = [l.sum() * scale for l in losses] if scaler is not None else losses
                 autograd.backward(scaled)
                 global_rows = len(idx) * worker.num_workers
