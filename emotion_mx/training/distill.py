@@ -66,7 +66,9 @@ def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, tem
     if cfg is None:
         tcfg_path = artifacts.run_file(teacher_run, artifacts.CONFIG)
         cfg = load_train_config(tcfg_path) if os.path.isfile(tcfg_path) else TrainConfig()
-        cfg = replace(cfg, model=replace(cfg.model, name=student, kwargs={}))
+        # the student preset's own hyper-parameters; no expert losses (the preset has no experts)
+        cfg = replace(cfg, model=replace(cfg.model, name=student, kwargs={}),
+                      loss=replace(cfg.loss, aux_weight=0.0))
     if cfg.model.name != student:
         cfg = replace(cfg, model=replace(cfg.model, name=student))
     if epochs is not None:
