@@ -216,5 +216,11 @@ def test_warm_start_copies_encoders_of_the_same_fold_only(store, tmp_path):
     with pytest.raises(EmotionMXError, match="audio_enc.*has shape"):
         train(_tiny_cfg(model={"name": "mid_tiny", "kwargs": {"units": 48}}, init={"encoders": {"audio": src}}),
               store, str(tmp_path / "wide"), fold=0, **QUIET)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "model.json").write_text(open(os.path.join(src.format(fold=0), "model.json")).read())
+    (corrupt / "best.params").write_bytes(b"not an ndarray file")
+    with pytest.raises(EmotionMXError, match="not a readable parameter file"):
+        train(_tiny_cfg(init={"encoders": {"audio": str(corrupt)}}), store, str(tmp_path / "c"), fold=0, **QUIET)
     with pytest.raises(ConfigError, match="not in data.modalities"):
         _tiny_cfg(data={"modalities": ["text"]}, init={"encoders": {"audio": src}})

@@ -52,7 +52,12 @@ def resolve_warm_start(init_cfg, *, fold, seed, store_path, spec):
                 raise EmotionMXError(f"{where}: {key} is {src.get(key)!r} there and {spec.get(key)!r} here")
         # 3. the encoder's weights (structural names, as Block.save_parameters writes them)
         prefix = f"{m}_enc."
-        found = {k: v for k, v in mx.nd.load(params_file).items() if k.startswith(prefix)}
+        try:
+            saved = mx.nd.load(params_file)
+        except mx.base.MXNetError:
+            raise EmotionMXError(f"{where}: {params_file} is not a readable parameter file; "
+                                 "retrain that run or point init.encoders elsewhere") from None
+        found = {k: v for k, v in saved.items() if k.startswith(prefix)} if isinstance(saved, dict) else {}
         if not found:
             raise EmotionMXError(f"{where}: {params_file} holds no '{prefix}*' parameters")
         arrays.update(found)
