@@ -141,7 +141,6 @@ def expert_loss(loss_fn, experts, presence, targets):
 def predict_features(net, split, names, ctx, batch_size=64):
     """Features (N, D) float32 of every row (inference mode) of a model after
     ``set_training_outputs(features=True)``."""
-    from ..models.fusion import training_outputs
     out = []
     for i in range(0, len(split), batch_size):
         batch, _ = split.take(np.arange(i, min(i + batch_size, len(split))))
