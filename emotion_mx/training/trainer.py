@@ -358,7 +358,11 @@ def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, w
             batches = epoch_batches(n_local, local_bs, seed=cfg.seed, epoch=epoch, rank=worker.rank,
                                     min_rows=len(contexts), limit=n_rows)
             steps_per_epoch = len(batches)
-            tot_loss, tot_correct, tot_rows, skipped, lr = 0.0, 0, 0, 0, cfg.optim.lr
+            tot_rows, skipped, lr = 0, 0, cfg.optim.lr
+            # running sums stay on the devices: reading them every step would block the Python
+            # loop on each forward/backward instead of letting it prepare the next batch
+            acc_loss = [mx.nd.zeros((1,), ctx=c) for c in contexts]
+            acc_correct = [mx.nd.zeros((1,), ctx=c) for c in contexts]
             bar = _progress(batches, progress and chief, f"epoch {epoch + 1}/{cfg.epochs}")
             for step, idx in enumerate(bar):
                 lr = learning_rate(cfg.optim, cfg.epochs, epoch, step, steps_per_epoch, plateau.scale)
@@ -394,13 +398,15 @@ def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, w
                     trainer.update(global_rows * scale)
                 else:
                     skipped += 1
-                step_loss = sum(float(l.sum().asscalar()) for l in losses)
-                tot_loss += step_loss
-                tot_correct += sum(int((o.astype("float32").argmax(axis=1) == yy).sum().asscalar())
-                                   for o, yy in zip(outs, ys))
+                for i, (l, o, yy) in enumerate(zip(losses, outs, ys)):
+                    acc_loss[i] += l.astype("float32").sum()
+                    acc_correct[i] += (o.astype("float32").argmax(axis=1) == yy).sum()
                 tot_rows += len(idx)
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{tot_loss / tot_rows:.4f}", lr=f"{lr:.2e}")
+                if hasattr(bar, "set_postfix") and (step % 10 == 0 or step == steps_per_epoch - 1):
+                    running = sum(float(a.asscalar()) for a in acc_loss)
+                    bar.set_postfix(loss=f"{running / tot_rows:.4f}", lr=f"{lr:.2e}")
+            tot_loss = sum(float(a.asscalar()) for a in acc_loss)
+            tot_correct = int(round(sum(float(a.asscalar()) for a in acc_correct)))
             if not math.isfinite(tot_loss):
                 raise EmotionMXError(f"epoch {epoch + 1}: the training loss is not finite; lower "
                                      "optim.lr or set optim.clip_gradient")
