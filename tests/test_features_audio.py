@@ -90,6 +90,22 @@ def test_video_audio_track_through_ffmpeg(tmp_path):
     assert np.median(audio_features(wave)["prosody"][10:-10, 2]) == pytest.approx(440, abs=5)
 
 
+@pytest.mark.parametrize("ext,codec", [("mkv", "libopus"), ("mp4", "aac")])
+def test_compressed_segment_is_the_same_samples_as_the_whole_decode(tmp_path, ext, codec):
+    """A segment read from a video container equals the same samples of the whole track."""
+    noise = (np.random.default_rng(0).normal(size=6 * SR) * 0.2).astype(np.float32)
+    wav = write(tmp_path / "n.wav", noise, subtype="FLOAT")
+    clip = tmp_path / f"clip.{ext}"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:d=6:r=10", "-i", wav, "-shortest",
+           "-c:v", "mpeg4", "-c:a", codec, "-b:a", "128k", clip)
+    whole = load_audio(clip)
+    for start in (1.3, 3.77):
+        seg = load_audio(clip, start=start, end=start + 1.0)
+        first = int(round(start * SR))
+        np.testing.assert_array_equal(seg, whole[first:first + len(seg)])
+        assert len(seg) == SR
+
+
 def test_video_without_audio_track(tmp_path):
     avi = tmp_path / "silent.avi"
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=64x64:d=1:r=10", "-c:v", "mjpeg", avi)
