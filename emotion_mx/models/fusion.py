@@ -22,7 +22,7 @@ Unimodal experts (``MidFusion(experts=True)``, ``LateFusion(combine='product')``
 classifier head per modality whose log-posteriors are summed over the present modalities
 (a product of experts) behind ``BlockGrad``, so the experts learn only from their own
 auxiliary losses (``loss.aux_weight``; the trainer asks for them with
-``set_training_outputs(True)``).  Trained jointly on one fused loss, a model whose easiest
+``set_training_outputs(experts=True)``).  Trained jointly on one fused loss, a model whose easiest
 modality is memorisable (a composed set's unique sentences or faces) fits the training split
 through it before the others learn anything (Wang et al. 2020, "What makes training
 multi-modal classification networks hard?"); independent experts cannot be starved that way.

@@ -128,7 +128,8 @@ def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, tem
                       "unweighted_accuracy": m["unweighted_accuracy"], "accuracy": m["accuracy"],
                       "macro_f1": m["macro_f1"]}
     report = {"split": split, "fold": fold, "alpha": alpha, "temperature": temperature,
-              "feature_matching": feature_weight > 0, "feature_weight": feature_weight, "note": feature_note, "student_best_epoch": result.best_epoch,
+              "feature_matching": feature_weight > 0, "feature_weight": feature_weight, "note": feature_note,
+              "student_best_epoch": result.best_epoch,
               "student_valid_ua": result.best_score, **rows,
               "param_ratio": rows["student"]["params"] / max(1, rows["teacher"]["params"]),
               "speedup": rows["teacher"]["latency_ms_batch1"] / max(1e-9, rows["student"]["latency_ms_batch1"])}
