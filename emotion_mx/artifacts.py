@@ -64,7 +64,7 @@ def load_run_model(run_dir, ctx=None, params=None):
     try:
         net.load_parameters(path, ctx=ctx or mx.cpu())
     except Exception as e:  # corrupt or mismatched params
-        raise EmotionMXError(f"{path}: cannot load parameters ({str(e).splitlines()[0]}); "
+        raise EmotionMXError(f"{path}: cannot load parameters ({first_error_line(e)}); "
                              "the file is corrupt or from another model") from None
     return net, spec
 
@@ -167,9 +167,12 @@ def load_symbol_params(model_dir):
 
 
 def first_error_line(e):
-    text = str(e).strip()
-    lines = [l for l in text.splitlines() if l.strip() and not l.startswith("Stack trace")]
-    return lines[0] if lines else type(e).__name__
+    """The informative line of an exception's message (MXNetError messages start with a C++
+    traceback: skip it and take the error line itself)."""
+    lines = [l.strip() for l in str(e).strip().splitlines()
+             if l.strip() and not l.startswith((" ", "\t", "Traceback", "Stack trace"))]
+    errors = [l for l in lines if "Error:" in l or "Check failed" in l]
+    return (errors or lines or [type(e).__name__])[0]
 
 
 def make_sidecar(spec, *, batch_size=1, precision="fp32", norm=None, vocab_file=None, extra=None):

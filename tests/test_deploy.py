@@ -100,3 +100,13 @@ def test_onnx_refuses_rnn_models_clearly(tmp_path):
     make_run(run, "audio_crnn")
     with pytest.raises(EmotionMXError, match="cannot be exported to ONNX: it uses RNN"):
         export(run, str(tmp_path / "exp"), onnx=True)
+
+
+def test_first_error_line_names_the_mxnet_error_not_its_traceback(tmp_path):
+    from emotion_mx.artifacts import first_error_line
+    junk = tmp_path / "junk.params"
+    junk.write_bytes(b"not an ndarray file")
+    with pytest.raises(mx.base.MXNetError) as info:
+        mx.nd.load(str(junk))
+    line = first_error_line(info.value)
+    assert "Invalid NDArray file format" in line and "Traceback" not in line
