@@ -23,13 +23,10 @@ the TrainConfig it would give, so a trial never fails on a value the file could 
 import dataclasses
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
-import yaml
-
-from ..config import FrozenDict, from_dict, to_dict
+from ..config import FrozenDict, from_dict, load_config, to_dict
 from ..errors import ConfigError
 from ..training.config import ModelConfig, TrainConfig
 
@@ -208,32 +205,11 @@ def _check_models(cfg):
 # loading
 # --------------------------------------------------------------------------------------------
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads 1e-4 / 5E+3 (no dot) as floats, as YAML 1.2 does."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                    |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def load_search_config(path):
-    """Read and fully validate a search YAML; every error is a ConfigError naming ``path``."""
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_Loader) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: search config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    cfg = from_dict(SearchConfig, data, source=path)
-    check_search_config(cfg, source=path)
+def load_search_config(path, sets=()):
+    """Read and fully validate a search YAML (the project's one loader: ``base:`` composition,
+    ``--set`` items ``sets``); every error is a ConfigError naming ``path``."""
+    cfg = load_config(path, SearchConfig, sets=sets)
+    check_search_config(cfg, source=os.fspath(path))
     return cfg
 
 
