@@ -28,6 +28,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 from ..config import FrozenDict, from_dict, load_config, to_dict
 from ..errors import ConfigError
+from ..optional import require
 from ..training.config import ModelConfig, TrainConfig
 
 __all__ = ["Dimension", "Budget", "SearchConfig", "load_search_config", "check_search_config",
@@ -240,7 +241,7 @@ def _default(dim):
 
 def to_autogluon_space(cfg):
     """``{dotted key: autogluon.common.space.Categorical | Real | Int}``."""
-    from autogluon.common import space as ag
+    ag = require("autogluon.common.space", "search", "the architecture search")
     out = {}
     for key, dim in cfg.space.items():
         if dim.categorical is not None:
