@@ -85,7 +85,7 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-@click.group(cls=LazyGroup)
+@click.group(name="emotion-mx", cls=LazyGroup)
 @click.version_option(__version__, prog_name="emotion_mx")
 def main():
     """Multimodal (speech, text, face) emotion recognition on Apache MXNet 1.9 / Gluon.
