@@ -10,7 +10,6 @@ distill, export and quantize, so every run and export folder holds ``command.jso
 A resumed run appends one invocation, so the list is the folder's whole history.
 """
 import datetime
-import importlib.metadata
 import json
 import os
 import platform
@@ -30,6 +29,7 @@ _MXNET_DISTS = ("mxnet", "mxnet-cu112", "mxnet-cu110", "mxnet-cu102", "mxnet-mkl
 
 
 def _dist_version(*names):
+    import importlib.metadata     # here, not at the top: it costs ~60 ms of every command's start-up
     for name in names:
         try:
             return importlib.metadata.version(name)
