@@ -15,6 +15,10 @@ A search file has three sections::
       epochs: 3                # every trial trains this many epochs (overrides base.epochs)
       seconds: 3600            # wall clock for the whole search (no new trial after it)
 
+The file is read by the project's one loader (:func:`emotion_mx.config.load_config`): ``--set``
+items apply on top, and a top-level ``base:`` that is a *path* (not the mapping above) makes this
+file extend another search file.
+
 Validation happens at load, with the file named in every message: unknown keys anywhere
 (sections, dimensions, dotted keys, model keyword arguments the registry does not accept for a
 chosen model), malformed ranges, and every categorical value / range end is checked by building
