@@ -319,6 +319,7 @@ def test_set_reaches_the_run_folder_and_command_json(tiny_store, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     rec = json.load(open(os.path.join(out, COMMAND_FILE)))["invocations"]
     assert rec[0]["argv"][1:] == ["export", "--run", run, "--out", out]
+    assert rec[0]["command"].startswith("python -m emotion_mx export --run ") and rec[0]["python"] == sys.executable
 
 
 # -- packaging -----------------------------------------------------------------------------------
