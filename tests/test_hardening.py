@@ -24,3 +24,191 @@ def test_synthesis_does_not_depend_on_what_was_spoken_before():
     again = synthesize(text, "en+m1")
     assert first[1] == again[1] and first[2] == again[2]
     np.testing.assert_array_equal(first[0], again[0])
+
+
+# ----------------------------------------------------------------------------- the build
+
+import random
+import signal
+import time
+
+from emotion_mx import store as st
+from emotion_mx.build import build_dataset
+from emotion_mx.config import DatasetConfig, FaceConfig, SplitConfig
+from emotion_mx.demo import make_demo_corpus
+from emotion_mx.fileio import read_json
+from emotion_mx.manifest import read_manifest, write_manifest
+
+CFG_YAML = "corpus: manifest\nshard_size: 2\nface: {detect: false, num_frames: 4}\nsplits: {folds: 3}\n"
+CFG = DatasetConfig(corpus="manifest", face=FaceConfig(detect=False, num_frames=4),
+                    splits=SplitConfig(folds=3), shard_size=2)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    make_demo_corpus(str(root), per_class_per_speaker=1, speakers=("en+m1", "en+f2", "en+m3"))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory):
+    """An uninterrupted single-process build."""
+    out = str(tmp_path_factory.mktemp("ref"))
+    build_dataset("manifest", corpus, out, cfg=CFG, progress=False)
+    return out
+
+
+def _store_contents(out):
+    """Every item's arrays and index entry (without shard names): what a store means."""
+    index = read_json(os.path.join(out, "index.json"))
+    cache = st.ShardCache(out)
+    data = {}
+    for item_id, entry in sorted(index.items()):
+        arrays = {k: np.array(cache.get(entry["shard"], item_id, k)) for k in entry["shapes"]}
+        data[item_id] = ({k: v for k, v in entry.items() if k != "shard"}, arrays)
+    cache.close()
+    for name in ("folds.json", "labels.json", "norm/fold0.json", "vocab/fold0.json"):
+        data[name] = read_json(os.path.join(out, name))
+    return data
+
+
+def _assert_same_store(a, b):
+    ca, cb = _store_contents(a), _store_contents(b)
+    assert sorted(ca) == sorted(cb)
+    for key in ca:
+        if key.endswith(".json"):
+            assert ca[key] == cb[key], key
+            continue
+        assert ca[key][0] == cb[key][0], key
+        assert sorted(ca[key][1]) == sorted(cb[key][1]), key
+        for name in ca[key][1]:
+            np.testing.assert_array_equal(ca[key][1][name], cb[key][1][name], err_msg=f"{key}/{name}")
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _cli_build(corpus, out, cfg_path, workers=2):
+    return [sys.executable, "tools/build_dataset.py", "--config", str(cfg_path), "--root", corpus,
+            "--out", str(out), "--quiet", "--workers", str(workers)]
+
+
+@pytest.mark.parametrize("target", ["main", "group"])
+def test_kill_at_random_moments_then_resume_gives_the_uninterrupted_store(corpus, reference, tmp_path, target):
+    """kill -9 of the main process only (what the OOM killer does: its workers must die too and
+    write nothing more) or of the whole process group, twice at random moments; the rerun's
+    store equals an uninterrupted single-process build, item for item and array for array."""
+    rng = random.Random(13 if target == "main" else 31)
+    out = tmp_path / "store"
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(CFG_YAML)
+    cmd = _cli_build(corpus, out, cfg_path)
+    for _ in range(2):
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and not st.shard_paths(str(out)) and proc.poll() is None:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if target == "main":
+            proc.send_signal(signal.SIGKILL)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 20
+        while _group_alive(proc.pid) and time.time() < deadline:
+            time.sleep(0.05)
+        alive = _group_alive(proc.pid)
+        if alive:
+            os.killpg(proc.pid, signal.SIGKILL)
+        assert not alive, "worker processes outlived the killed build"
+    shards_after_kill = sorted(st.shard_paths(str(out)))
+    time.sleep(0.5)
+    assert sorted(st.shard_paths(str(out))) == shards_after_kill      # nobody writes any more
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    _assert_same_store(reference, str(out))
+    seen = [i for p in st.shard_paths(str(out)) for i in st.read_shard_meta(p)]
+    assert len(seen) == len(set(seen)) == 12
+
+
+def test_second_build_on_the_same_out_fails_with_one_line(corpus, tmp_path):
+    out = tmp_path / "store"
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(CFG_YAML)
+    first = subprocess.Popen(_cli_build(corpus, out, cfg_path, workers=1), cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / ".build.lock").exists():
+        time.sleep(0.02)
+    time.sleep(0.3)
+    second = subprocess.run(_cli_build(corpus, out, cfg_path, workers=1), cwd=ROOT, capture_output=True, text=True)
+    assert first.wait() == 0
+    assert second.returncode == 2
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and "being built by another process" in lines[0] and f"pid {first.pid}" in lines[0]
+    seen = [i for p in st.shard_paths(str(out)) for i in st.read_shard_meta(p)]
+    assert len(seen) == len(set(seen)) == 12
+
+
+def test_shard_written_under_other_settings_is_never_taken_in(corpus, reference, tmp_path):
+    """A shard left by a build with other settings (e.g. an orphan worker) is removed, not used."""
+    import shutil
+    from emotion_mx.config import AudioConfig, replace
+    other = replace(CFG, audio=replace(CFG.audio, fmin=100.0))
+    out = tmp_path / "store"
+    build_dataset("manifest", corpus, str(out), cfg=other, progress=False)
+    stale = str(tmp_path / "stale.npz")
+    shutil.copy(st.shard_paths(str(out))[0], stale)
+    shutil.rmtree(out / "shards")
+    for name in os.listdir(out):
+        if os.path.isfile(out / name):
+            os.unlink(out / name)
+    (out / "shards").mkdir()
+    shutil.copy(stale, out / "shards" / "shard-old.npz")
+    stats = build_dataset("manifest", corpus, str(out), cfg=CFG, progress=False)
+    assert stats["resumed_items"] == 0 and stats["items"] == 12
+    _assert_same_store(reference, str(out))
+
+
+def test_edited_media_is_extracted_again(corpus, tmp_path):
+    import shutil
+    import soundfile as sf
+    root = tmp_path / "c"
+    shutil.copytree(corpus, root)
+    out = str(tmp_path / "store")
+    build_dataset("manifest", str(root), out, cfg=CFG, progress=False)
+    item = read_manifest(str(root / "manifest.jsonl"))[0]
+    wave, sr = sf.read(str(root / item.audio), dtype="float32")
+    sf.write(str(root / item.audio), wave * 0.25, sr)                       # quieter: other log-mels
+    before = np.array(st.ShardCache(out).get(read_json(os.path.join(out, "index.json"))[item.id]["shard"],
+                                             item.id, "logmel"))
+    stats = build_dataset("manifest", str(root), out, cfg=CFG, progress=False)
+    assert stats["resumed_items"] == 10                    # the edited item's shard (2 items) again
+    entry = read_json(os.path.join(out, "index.json"))[item.id]
+    after = np.array(st.ShardCache(out).get(entry["shard"], item.id, "logmel"))
+    assert not np.allclose(before, after)
+    assert abs(np.median(after - before) - 20 * np.log10(0.25)) < 0.1       # log-mel in dB
+
+
+@pytest.mark.parametrize("bad_id", ["a\x00b", "tab\there", "", " padded"])
+def test_unusable_item_id_is_refused_at_the_manifest(corpus, tmp_path, bad_id):
+    items = read_manifest(os.path.join(corpus, "manifest.jsonl"))
+    rows = [it.to_json() for it in items[:3]]
+    rows[1]["id"] = bad_id
+    import json
+    path = tmp_path / "manifest.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(EmotionMXError, match="manifest.jsonl:2"):
+        read_manifest(str(path))
+
+
+def test_limit_negative_is_refused(corpus, tmp_path):
+    with pytest.raises(EmotionMXError, match="--limit"):
+        build_dataset("manifest", corpus, str(tmp_path / "s"), cfg=CFG, limit=-2, progress=False)
