@@ -212,3 +212,93 @@ def test_unusable_item_id_is_refused_at_the_manifest(corpus, tmp_path, bad_id):
 def test_limit_negative_is_refused(corpus, tmp_path):
     with pytest.raises(EmotionMXError, match="--limit"):
         build_dataset("manifest", corpus, str(tmp_path / "s"), cfg=CFG, limit=-2, progress=False)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """A run killed after its first epoch's checkpoint (3 epochs planned)."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from test_training_support import LABELS, TinyNet, small_config, synth_split
+    from emotion_mx.training.trainer import fit
+    run = str(tmp_path_factory.mktemp("run"))
+    cfg = small_config(epochs=3)
+
+    def kill_after_epoch_1(msg):
+        if msg.startswith("epoch 1:"):
+            raise _Killed()
+    with pytest.raises(_Killed):
+        fit(TinyNet(3), synth_split(40, 0), synth_split(12, 1), cfg, run_dir=run, labels=LABELS,
+            modalities=("audio",), progress=False, echo=kill_after_epoch_1, tensorboard=False)
+
+    def resume(run_dir):
+        return fit(TinyNet(3), synth_split(40, 0), synth_split(12, 1), cfg, run_dir=run_dir, labels=LABELS,
+                   modalities=("audio",), resume=True, progress=False, echo=lambda *a: None, tensorboard=False)
+    return run, resume
+
+
+def test_checkpoint_holds_no_pickle(killed_run):
+    run, _ = killed_run
+    files = sorted(os.listdir(os.path.join(run, "checkpoints")))
+    assert files == ["epoch-0001.json", "epoch-0001.params", "epoch-0001.trainer.npz"]
+    with np.load(os.path.join(run, "checkpoints", "epoch-0001.trainer.npz"), allow_pickle=False) as z:
+        assert len(z.files) > 0 and all(z[k].dtype == np.float32 for k in z.files)
+
+
+def _copy_run(run, tmp_path):
+    import shutil
+    dst = str(tmp_path / "copy")
+    shutil.copytree(run, dst)
+    return dst, os.path.join(dst, "checkpoints", "epoch-0001")
+
+
+def test_pickled_trainer_states_are_refused_without_trust(killed_run, tmp_path, monkeypatch):
+    """A crafted run folder's .states pickle used to run code on --resume."""
+    import json
+    import pickle
+    run, resume = killed_run
+    dst, stem = _copy_run(run, tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    with open(stem + ".states", "wb") as f:
+        pickle.dump(Evil(), f)
+    os.unlink(stem + ".trainer.npz")
+    meta = json.load(open(stem + ".json"))
+    del meta["trainer"]
+    meta["states"] = "epoch-0001.states"
+    json.dump(meta, open(stem + ".json", "w"))
+    monkeypatch.delenv("EMOTION_MX_TRUST_PICKLE", raising=False)
+    with pytest.raises(EmotionMXError, match="--trust-pickle"):
+        resume(dst)
+    assert not marker.exists()
+
+
+def test_checkpoint_json_without_rng_is_one_line(killed_run, tmp_path):
+    import json
+    run, resume = killed_run
+    dst, stem = _copy_run(run, tmp_path)
+    meta = json.load(open(stem + ".json"))
+    del meta["rng"]
+    json.dump(meta, open(stem + ".json", "w"))
+    with pytest.raises(EmotionMXError, match="'rng'"):
+        resume(dst)
+
+
+def test_resume_with_other_settings_is_refused_naming_the_key(tmp_path):
+    from emotion_mx import artifacts
+    from emotion_mx.config import dump_config
+    from emotion_mx.training.config import load_train_config
+    from emotion_mx.training.run import _check_same_config
+    cfg = load_train_config(None, {"epochs": 3, "seed": 1})
+    dump_config(cfg, artifacts.run_file(str(tmp_path), artifacts.CONFIG))
+    _check_same_config(str(tmp_path), cfg)                              # same: accepted
+    with pytest.raises(EmotionMXError, match=r"started with optim\.lr = 0\.001, now 0\.5"):
+        _check_same_config(str(tmp_path), load_train_config(None, {"epochs": 3, "seed": 1, "optim": {"lr": 0.5}}))
