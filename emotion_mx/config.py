@@ -169,7 +169,10 @@ def dump_config(obj, path):
 
 
 def replace(obj, **changes):
-    return dataclasses.replace(obj, **changes)
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ValueError as e:   # a range check in __post_init__
+        raise ConfigError(str(e)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,6 +181,18 @@ def replace(obj, **changes):
 
 def _frozen_map():
     return field(default_factory=FrozenDict)
+
+
+def _check_range(name, value, lo=None, hi=None, lo_open=False, hi_open=False):
+    """Range validation of one config value (dataclass ``__post_init__``); ValueError names it."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
+    if hi is not None and (value >= hi if hi_open else value > hi):
+        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -202,6 +217,16 @@ class AudioConfig:
     fmax: Optional[float] = None
     max_seconds: float = 30.0
 
+    def __post_init__(self):
+        _check_range("audio.sample_rate", self.sample_rate, 1000, 192000)
+        _check_range("audio.n_mels", self.n_mels, 1, 512)
+        _check_range("audio.win_ms", self.win_ms, 0, 1000, lo_open=True)
+        _check_range("audio.hop_ms", self.hop_ms, 0, 1000, lo_open=True)
+        _check_range("audio.n_mfcc", self.n_mfcc, 1, self.n_mels)
+        _check_range("audio.fmin", self.fmin, 0, self.sample_rate / 2, hi_open=True)
+        _check_range("audio.fmax", self.fmax, self.fmin, self.sample_rate / 2, lo_open=True)
+        _check_range("audio.max_seconds", self.max_seconds, 0, 24 * 3600, lo_open=True)
+
 
 @dataclass(frozen=True)
 class TextConfig:
@@ -210,6 +235,14 @@ class TextConfig:
     min_freq: int = 1
     max_vocab: int = 30000
     vectors: Optional[str] = None   # local GloVe / word2vec / fastText text file
+
+    def __post_init__(self):
+        _check_range("text.min_freq", self.min_freq, 1)
+        _check_range("text.max_vocab", self.max_vocab, 1)
+        if self.vectors is not None:
+            # the build stores tokens only; word vectors are loaded by the model at training time
+            raise ValueError("text.vectors is set but nothing in the build or training reads it; remove it "
+                             "(emotion_mx.features.text.load_word_vectors loads a vector file from code)")
 
 
 @dataclass(frozen=True)
@@ -221,6 +254,12 @@ class FaceConfig:
     margin: float = 0.2
     detect: bool = True
     min_face: int = 24
+
+    def __post_init__(self):
+        _check_range("face.num_frames", self.num_frames, 1, 1024)
+        _check_range("face.size", self.size, 8, 1024)
+        _check_range("face.margin", self.margin, 0, 2)
+        _check_range("face.min_face", self.min_face, 1)
 
 
 @dataclass(frozen=True)
@@ -234,6 +273,10 @@ class SplitConfig:
     folds: int = 5
     seed: int = 0
 
+    def __post_init__(self):
+        _check_range("splits.folds", self.folds, 1, 1000)
+        _check_range("splits.seed", self.seed, 0, 2 ** 32 - 1)
+
 
 @dataclass(frozen=True)
 class DatasetConfig:
@@ -246,3 +289,6 @@ class DatasetConfig:
     align: AlignConfig = AlignConfig()
     splits: SplitConfig = SplitConfig()
     shard_size: int = 64
+
+    def __post_init__(self):
+        _check_range("shard_size", self.shard_size, 1, 100000)

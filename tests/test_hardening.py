@@ -302,3 +302,72 @@ def test_resume_with_other_settings_is_refused_naming_the_key(tmp_path):
     _check_same_config(str(tmp_path), cfg)                              # same: accepted
     with pytest.raises(EmotionMXError, match=r"started with optim\.lr = 0\.001, now 0\.5"):
         _check_same_config(str(tmp_path), load_train_config(None, {"epochs": 3, "seed": 1, "optim": {"lr": 0.5}}))
+
+
+# ----------------------------------------------------------------------------- configs and options
+
+@pytest.mark.parametrize("yaml_text,msg", [
+    ("audio: {fmin: 4000, fmax: 2000}", "audio.fmax must be > 4000"),
+    ("audio: {fmin: 9000}", "audio.fmin must be < 8000"),
+    ("audio: {n_mels: 0}", "audio.n_mels must be >= 1"),
+    ("splits: {seed: -1}", "splits.seed must be >= 0"),
+    ("face: {margin: 7}", "face.margin must be <= 2"),
+    ("shard_size: 0", "shard_size must be >= 1"),
+    ("text: {vectors: glove.txt}", "text.vectors is set but nothing"),
+])
+def test_dataset_config_ranges_are_one_line(tmp_path, yaml_text, msg):
+    from emotion_mx.config import load_config
+    from emotion_mx.errors import ConfigError
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml_text + "\n")
+    with pytest.raises(ConfigError, match=msg.replace(".", r"\.")):
+        load_config(str(path), DatasetConfig)
+
+
+@pytest.mark.parametrize("over,msg", [
+    ({"seed": -1}, "seed must be an integer"),
+    ({"model": {"name": "audio_cnn", "kwargs": {"dropout": 2.0}}}, r"model\.kwargs\.dropout must be a probability"),
+    ({"data": {"modalities": ["audio"]}, "init": {"encoders": {"audio": "runs/{fold.__class__.__mro__}"}}},
+     "may use only"),
+])
+def test_train_config_ranges_are_one_line(over, msg):
+    from emotion_mx.errors import ConfigError
+    from emotion_mx.training.config import load_train_config
+    with pytest.raises(ConfigError, match=msg):
+        load_train_config(None, over)
+
+
+def test_warm_start_template_is_plain_replacement():
+    from emotion_mx.training.warm_start import expand_run_template
+    assert expand_run_template("runs/f{fold}-s{seed}", fold=2, seed=7) == "runs/f2-s7"
+    with pytest.raises(EmotionMXError, match="may use only"):
+        expand_run_template("runs/{fold.__class__.__mro__}", fold=0, seed=0)
+
+
+def test_fold_option_out_of_range_is_one_line(reference, tmp_path):
+    p = subprocess.run([sys.executable, "tools/train.py", "--data", reference, "--out", str(tmp_path / "r"),
+                        "--fold", "99", "--modalities", "audio"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    lines = [ln for ln in p.stderr.strip().splitlines() if not ln.startswith("WARNING")]
+    assert len(lines) == 1 and "fold 99" in lines[0], p.stderr
+
+
+# ----------------------------------------------------------------------------- ssh launcher
+
+def test_ssh_checks_host_keys_unless_opted_out(tmp_path):
+    from emotion_mx.training.distributed import plan
+    ssh = [argv for role, argv, env in plan(["python", "x.py"], 1, hosts=["user@node1"], root_uri="10.0.0.1",
+                                            port=9000) if role == "worker"][0]
+    assert "StrictHostKeyChecking=yes" in ssh and ssh[ssh.index("--") + 1] == "user@node1"
+    loose = [argv for role, argv, env in plan(["python", "x.py"], 1, hosts=["node1"], root_uri="10.0.0.1",
+                                              port=9000, check_host_keys=False) if role == "worker"][0]
+    assert "StrictHostKeyChecking=no" in loose
+
+
+@pytest.mark.parametrize("entry", ["-oProxyCommand=touch /tmp/x", "node 1", "node\x07", "a;b"])
+def test_hostfile_entries_that_are_not_hosts_are_refused(tmp_path, entry):
+    from emotion_mx.training.distributed import read_hosts
+    path = tmp_path / "hosts"
+    path.write_text("node0\n" + entry + "\n")
+    with pytest.raises(EmotionMXError, match="host 2"):
+        read_hosts(str(path))
