@@ -371,3 +371,45 @@ def test_hostfile_entries_that_are_not_hosts_are_refused(tmp_path, entry):
     path.write_text("node0\n" + entry + "\n")
     with pytest.raises(EmotionMXError, match="host 2"):
         read_hosts(str(path))
+
+
+# ----------------------------------------------------------------------------- media bounds
+
+def test_decompression_bomb_image_is_refused_before_decoding(tmp_path):
+    """An 8000x8000 PNG of a few hundred KB used to take 3.5 GB and 14 s to decode."""
+    import tracemalloc
+    from PIL import Image
+    from emotion_mx.features.face import extract_faces
+    path = str(tmp_path / "bomb.png")
+    Image.new("L", (8000, 8000)).save(path, optimize=True)
+    assert os.path.getsize(path) < 1_000_000
+    tracemalloc.start()
+    with pytest.raises(BadItem, match="8000x8000 pixels, over the limit"):
+        extract_faces(path, is_image=True, num_frames=1, detect=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50_000_000
+
+
+def test_truncated_mp3_is_a_bad_item_not_a_shorter_clip(tmp_path):
+    import imageio_ffmpeg
+    from emotion_mx.features.audio import load_audio
+    full = str(tmp_path / "full.mp3")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=5", "-ar", "16000", full], check=True)
+    assert abs(len(load_audio(full)) - 5 * 16000) < 2000
+    cut = str(tmp_path / "cut.mp3")
+    with open(full, "rb") as f, open(cut, "wb") as g:
+        g.write(f.read()[:9000])
+    with pytest.raises(BadItem, match="truncated or damaged"):
+        load_audio(cut)
+
+
+def test_audio_decoding_is_bounded(tmp_path, monkeypatch):
+    import soundfile as sf
+    from emotion_mx.features import audio
+    path = str(tmp_path / "long.wav")
+    sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, 16000 * 6).astype(np.float32), 16000)
+    monkeypatch.setattr(audio, "MAX_DECODE_SECONDS", 2.0)
+    assert len(audio.load_audio(path)) == 2 * 16000                     # no max_seconds: the hard cap
+    assert len(audio.load_audio(path, max_seconds=1.0)) == 16000
