@@ -222,7 +222,7 @@ class AudioConfig:
         _check_range("audio.n_mels", self.n_mels, 1, 512)
         _check_range("audio.win_ms", self.win_ms, 0, 1000, lo_open=True)
         _check_range("audio.hop_ms", self.hop_ms, 0, 1000, lo_open=True)
-        _check_range("audio.n_mfcc", self.n_mfcc, 1, self.n_mels)
+        _check_range("audio.n_mfcc", self.n_mfcc, 1, 512)
         _check_range("audio.fmin", self.fmin, 0, self.sample_rate / 2, hi_open=True)
         _check_range("audio.fmax", self.fmax, self.fmin, self.sample_rate / 2, lo_open=True)
         _check_range("audio.max_seconds", self.max_seconds, 0, 24 * 3600, lo_open=True)
