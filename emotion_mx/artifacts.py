@@ -183,7 +183,8 @@ def save_symbol_params(out_dir, sym, arg_params, aux_params):
         raise EmotionMXError("refusing to export a model without parameters (was the block run once?)")
     data = {f"arg:{k}": v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     data.update({f"aux:{k}": v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    os.makedirs(out_dir, exist_ok=True)
+    from .fileio import ensure_output_dir
+    ensure_output_dir(out_dir, "--out")
     write_text(os.path.join(out_dir, EXPORT_SYMBOL), sym.tojson())
     with atomic_path(os.path.join(out_dir, EXPORT_PARAMS)) as tmp:
         mx.nd.save(tmp, data)

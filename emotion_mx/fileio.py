@@ -91,8 +91,11 @@ def os_reason(e):
              errno.EDQUOT: "disk quota exceeded: free space or write elsewhere",
              errno.EROFS: "read-only file system: write elsewhere",
              errno.EACCES: "permission denied: fix the permissions or write elsewhere",
-             errno.EPERM: "operation not permitted: fix the permissions or write elsewhere"}
+             errno.EPERM: "operation not permitted: fix the permissions or write elsewhere",
+             errno.ENOTDIR: "a part of the path is a file, not a folder",
+             errno.EISDIR: "is a folder, a file was expected"}
     return hints.get(e.errno, e.strerror or str(e))
 
 
-ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                      errno.EISDIR)

@@ -413,3 +413,59 @@ def test_audio_decoding_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(audio, "MAX_DECODE_SECONDS", 2.0)
     assert len(audio.load_audio(path)) == 2 * 16000                     # no max_seconds: the hard cap
     assert len(audio.load_audio(path, max_seconds=1.0)) == 16000
+
+
+# ----------------------------------------------------------------------------- --out and OS errors
+
+def _out_cases(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    cases = {"a file": str(afile), "under a file": str(afile / "sub")}
+    if os.geteuid() != 0:             # root writes anywhere
+        cases["read-only"] = str(ro / "sub")
+    return cases
+
+
+def test_ensure_output_dir_one_line_per_case(tmp_path):
+    from emotion_mx.fileio import ensure_output_dir
+    for what, path in _out_cases(tmp_path).items():
+        with pytest.raises(EmotionMXError, match="--out") as e:
+            ensure_output_dir(path, "--out")
+        assert "\n" not in str(e.value), what
+    assert os.path.isdir(ensure_output_dir(str(tmp_path / "new" / "dir")))
+
+
+@pytest.mark.parametrize("tool,args", [
+    ("build_dataset.py", ["--corpus", "manifest", "--root", "{corpus}"]),
+    ("train.py", ["--data", "{store}", "--modalities", "audio"]),
+    ("crossval.py", ["--data", "{store}"]),
+    ("search.py", ["--config", "configs/search/demo.yaml", "--data", "{store}", "--trials", "1"]),
+])
+def test_out_that_is_a_file_is_one_line_for_every_tool(corpus, reference, tmp_path, tool, args):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (str(afile / "sub"),):          # both kinds: test_ensure_output_dir_one_line_per_case
+        argv = [a.format(corpus=corpus, store=reference) for a in args]
+        p = subprocess.run([sys.executable, f"tools/{tool}", *argv, "--out", out], cwd=ROOT,
+                           capture_output=True, text=True)
+        lines = [ln for ln in p.stderr.strip().splitlines() if not ln.startswith("WARNING")]
+        assert p.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), p.stderr
+        assert "--out" in lines[0]
+
+
+def test_disk_full_is_one_line(monkeypatch, capsys):
+    """ENOSPC (and read-only or permission errors) reaching the CLI boundary: one line, exit 2."""
+    import errno
+    import click
+    from emotion_mx.cli import run_cli
+
+    @click.command()
+    def cmd():
+        raise OSError(errno.ENOSPC, "No space left on device", "/data/out/shard.npz")
+    with pytest.raises(SystemExit) as e:
+        run_cli(cmd)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and "disk full" in err[0] and "/data/out/shard.npz" in err[0]

@@ -78,6 +78,8 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
     """Train ``cfg`` (:class:`TrainConfig`) on fold ``fold`` of store ``data_dir`` into run
     directory ``out_dir``.  Returns :class:`~emotion_mx.training.trainer.FitResult`."""
     import mxnet as mx
+    from ..fileio import ensure_output_dir
+    ensure_output_dir(out_dir, "--out")          # before any work: a bad --out fails in one line
     contexts = list(contexts or [mx.cpu()])
     worker = make_worker(kvstore)
     chief = worker.is_chief
