@@ -212,6 +212,28 @@ def load_symbol_params(model_dir):
     return sym, args, aux
 
 
+def check_params_match(sym, args, aux, input_shapes, where):
+    """Every argument and auxiliary state of ``sym`` (other than the inputs) must be in the
+    parameter file with the shape the graph infers from ``input_shapes``: parameters of
+    another graph otherwise load silently and give wrong (e.g. 3- instead of 4-class) outputs."""
+    try:
+        arg_shapes, _, aux_shapes = sym.infer_shape_partial(**input_shapes)
+    except Exception as e:
+        raise EmotionMXError(f"{where}: the symbol does not accept the sidecar's input shapes "
+                             f"({first_error_line(e)})") from None
+    for names, shapes, have, kind in ((sym.list_arguments(), arg_shapes, args, "arg"),
+                                      (sym.list_auxiliary_states(), aux_shapes, aux, "aux")):
+        for name, shape in zip(names, shapes or [None] * len(names)):
+            if name in input_shapes:
+                continue
+            if name not in have:
+                raise EmotionMXError(f"{where}: the parameter file does not belong to this graph: it has "
+                                     f"no '{kind}:{name}' (export the symbol and parameters together)")
+            if shape and all(shape) and tuple(have[name].shape) != tuple(shape):
+                raise EmotionMXError(f"{where}: the parameter file does not belong to this graph: "
+                                     f"'{kind}:{name}' is {list(have[name].shape)}, the graph expects {list(shape)}")
+
+
 def first_error_line(e):
     """The informative line of an exception's message (MXNetError messages start with a C++
     traceback: skip it and take the error line itself)."""
@@ -355,6 +377,7 @@ def load_exported(model_dir, ctx=None):
     absent = [n for n in names if n not in sym.list_inputs()]
     if absent:
         raise EmotionMXError(f"{model_dir}: symbol has no input(s) {absent}; sidecar and symbol disagree")
+    check_params_match(sym, args, aux, {i["name"]: tuple(i["shape"]) for i in sidecar["inputs"]}, model_dir)
     # imports() takes the parameter dtypes from the file (INT8 weights stay int8); it warns
     # that it cannot infer input dtypes, which is expected for untyped vars.
     import warnings
@@ -376,5 +399,8 @@ def exported_input_arrays(sidecar, batch):
         arr = np.asarray(batch[name])
         if list(arr.shape[1:]) != list(spec["shape"][1:]):
             raise EmotionMXError(f"input '{name}' has shape {list(arr.shape)}, expected [B] + {spec['shape'][1:]}")
-        out.append(arr.astype(np.float32, copy=False))
+        arr = arr.astype(np.float32, copy=False)
+        if not np.isfinite(arr).all():
+            raise EmotionMXError(f"input '{name}' holds NaN or inf; inputs must be finite")
+        out.append(arr)
     return out

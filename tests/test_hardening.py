@@ -469,3 +469,93 @@ def test_disk_full_is_one_line(monkeypatch, capsys):
         run_cli(cmd)
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "disk full" in err[0] and "/data/out/shard.npz" in err[0]
+
+
+# ----------------------------------------------------------------------------- exported models
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from emotion_mx.deploy.export import export
+    from emotion_mx.deploy.testing import make_run
+    root = tmp_path_factory.mktemp("exported")
+    make_run(str(root / "run"), "mid_tiny")
+    export(str(root / "run"), str(root / "model"))
+    make_run(str(root / "run3"), "mid_tiny", num_classes=3)
+    export(str(root / "run3"), str(root / "model3"))
+    return root
+
+
+def _copy_model(exported, tmp_path):
+    import shutil
+    dst = tmp_path / "m"
+    shutil.copytree(exported / "model", dst)
+    return dst
+
+
+def test_python_predict_refuses_non_finite_inputs(exported):
+    from emotion_mx import artifacts as A
+    from emotion_mx.deploy.testing import synthetic_inputs
+    sc = A.read_sidecar(str(exported / "model"))
+    x = synthetic_inputs(sc, batch_size=1)
+    assert len(A.exported_input_arrays(sc, x)) == len(sc["inputs"])
+    x["audio"][0, 0, 0] = np.nan
+    with pytest.raises(EmotionMXError, match="input 'audio' holds NaN or inf"):
+        A.exported_input_arrays(sc, x)
+
+
+def test_python_load_of_another_graphs_params_is_one_line(exported, tmp_path):
+    import shutil
+    from emotion_mx import artifacts as A
+    dst = _copy_model(exported, tmp_path)
+    shutil.copy(exported / "model3" / A.EXPORT_PARAMS, dst / A.EXPORT_PARAMS)
+    with pytest.raises(EmotionMXError):
+        A.load_exported(str(dst))
+
+
+@pytest.mark.parametrize("change,msg", [
+    (lambda sc: sc.update(vocab="../../etc/passwd"), "'vocab' names"),
+    (lambda sc: sc.update(vocab="/etc/passwd"), "'vocab' names"),
+    (lambda sc: sc.update(inputs=[{"name": "audio", "shape": [1, -3]}]), r"'inputs\[0\]\.shape'"),
+    (lambda sc: sc.update(labels="anger"), "'labels'"),
+    (lambda sc: sc.update(modalities=["smell"]), "'modalities'"),
+    (lambda sc: sc.clear(), "not an exported-model sidecar"),
+])
+def test_invalid_sidecar_is_one_line(exported, tmp_path, change, msg):
+    import json
+    from emotion_mx import artifacts as A
+    dst = _copy_model(exported, tmp_path)
+    sc = json.load(open(dst / A.SIDECAR))
+    change(sc)
+    json.dump(sc, open(dst / A.SIDECAR, "w"))
+    with pytest.raises(EmotionMXError, match=msg):
+        A.read_sidecar(str(dst))
+
+
+def test_sidecar_vocab_symlink_leaving_the_folder_is_refused(exported, tmp_path):
+    import json
+    from emotion_mx import artifacts as A
+    dst = _copy_model(exported, tmp_path)
+    (tmp_path / "secret.json").write_text("{}")
+    os.symlink(tmp_path / "secret.json", dst / "v.json")
+    sc = json.load(open(dst / A.SIDECAR))
+    sc["vocab"] = "v.json"
+    json.dump(sc, open(dst / A.SIDECAR, "w"))
+    with pytest.raises(EmotionMXError, match="outside the model folder"):
+        A.read_sidecar(str(dst))
+
+
+@pytest.mark.parametrize("tool", ["predict", "export"])
+@pytest.mark.parametrize("content", [b"\xff{not json", b"{\"name\": 3}"])
+def test_invalid_model_json_is_one_line_for_the_tools(exported, tmp_path, tool, content):
+    import shutil
+    if tool == "predict":
+        d = _copy_model(exported, tmp_path)
+        args = ["tools/predict.py", "--model", str(d), "--text", "hello there"]
+    else:
+        d = tmp_path / "run"
+        shutil.copytree(exported / "run", d)
+        args = ["tools/export.py", "--run", str(d), "--out", str(tmp_path / "out")]
+    (d / "model.json").write_bytes(content)
+    p = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
+    lines = [ln for ln in p.stderr.strip().splitlines() if not ln.startswith("WARNING")]
+    assert p.returncode == 2 and len(lines) == 1 and "model.json" in lines[0], p.stderr
