@@ -559,3 +559,16 @@ def test_invalid_model_json_is_one_line_for_the_tools(exported, tmp_path, tool, 
     p = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
     lines = [ln for ln in p.stderr.strip().splitlines() if not ln.startswith("WARNING")]
     assert p.returncode == 2 and len(lines) == 1 and "model.json" in lines[0], p.stderr
+
+
+@pytest.mark.parametrize("kind", ["latin1", "folder"])
+def test_config_that_is_not_utf8_text_is_one_line(tmp_path, kind):
+    from emotion_mx.config import load_config
+    from emotion_mx.errors import ConfigError
+    path = tmp_path / "c.yaml"
+    if kind == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes("corpus: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="folder" if kind == "folder" else "not UTF-8"):
+        load_config(str(path), DatasetConfig)
