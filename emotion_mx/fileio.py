@@ -50,17 +50,22 @@ def write_jsonl(path, rows):
 
 
 def read_jsonl(path):
+    from .errors import EmotionMXError
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as e:
+                raise EmotionMXError(f"{path}:{lineno}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
             if not line:
                 continue
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                from .errors import EmotionMXError
                 raise EmotionMXError(f"{path}:{lineno}: not valid JSON ({e.msg}); fix or remove that line") from None
+            except RecursionError:
+                raise EmotionMXError(f"{path}:{lineno}: JSON nested too deeply") from None
     return rows
 
 
