@@ -22,6 +22,8 @@ DETECT_MAX_SIDE = 360   # larger frames are downscaled (while min_face stays >= 
 HAAR_WINDOW = 24        # the cascade's base window (px)
 SEARCH_RADIUS = 12      # frames tried on each side of an unreadable frame
 SEQUENTIAL_GAP = 24     # read forward instead of seeking when the next frame is this close
+MAX_IMAGE_PIXELS = 50_000_000   # larger images/video frames are refused before decoding
+MAX_UNKNOWN_IMAGE_BYTES = 20 * 2 ** 20   # a format Pillow cannot size is decoded only if this small
 
 
 def extract_faces(path, is_image, start=None, end=None, num_frames=8, size=48, grayscale=True,
@@ -54,7 +56,25 @@ def extract_faces(path, is_image, start=None, end=None, num_frames=8, size=48, g
 # Reading
 # --------------------------------------------------------------------------------------------
 
+def check_image_size(path):
+    """Refuse an image whose header declares more than ``MAX_IMAGE_PIXELS`` before it is decoded
+    (a 197 KB PNG of 8000x8000 took 3.5 GB to decode).  Pillow reads only the header here."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        if os.path.getsize(path) > MAX_UNKNOWN_IMAGE_BYTES:
+            raise BadItem(f"cannot read the size of image {path} and it is over "
+                          f"{MAX_UNKNOWN_IMAGE_BYTES >> 20} MB; convert it to PNG or JPEG") from None
+        return
+    if w * h > MAX_IMAGE_PIXELS:
+        raise BadItem(f"image {path} is {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS // 10 ** 6} "
+                      "megapixels; downscale it")
+
+
 def _read_image(path):
+    check_image_size(path)
     image = cv2.imread(path, cv2.IMREAD_COLOR)  # (H, W, 3) BGR; grayscale files are expanded
     if image is None or image.size == 0:
         raise BadItem(f"cannot decode image {path} (corrupt or unsupported format)")
@@ -67,6 +87,10 @@ def _read_video_frames(path, start, end, num_frames):
     try:
         if not cap.isOpened():
             raise BadItem(f"cannot open video {path} (corrupt or unsupported container/codec)")
+        w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+        if w * h > MAX_IMAGE_PIXELS:
+            raise BadItem(f"video {path} has {int(w)}x{int(h)} frames, over the limit of "
+                          f"{MAX_IMAGE_PIXELS // 10 ** 6} megapixels; downscale it")
         fps = cap.get(cv2.CAP_PROP_FPS)
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         if count <= 0 or not fps or not math.isfinite(fps) or fps <= 0:
