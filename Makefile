@@ -8,6 +8,7 @@ DEMO_DIR ?= work/demo
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test clean-demo
+.PHONY: cross-aarch64
 
 setup: $(VENV)/.installed-$(MXNET)
 
@@ -29,3 +30,7 @@ test: setup
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
+
+# Linux aarch64 bundle of the C++ wrapper (docs/deployment.md, "ARM (aarch64) edge build").
+cross-aarch64:
+	cpp_deploy/cross/build_aarch64.sh work/cross-aarch64
