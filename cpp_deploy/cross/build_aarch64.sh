@@ -17,7 +17,8 @@
 # On a device with ArmPL installed, point EMX_ARMPL_DIR at it and the stubs are not used.
 #
 # Environment: PYTHON (pip for the download; default: the project venv, else python3),
-# EMX_MXNET_WHEEL (use this wheel file instead of downloading), JOBS (default 2).
+# EMX_MXNET_WHEEL (use this wheel file instead of downloading), EMX_WHEEL_DIR (where the download
+# is cached; default WORK_DIR/wheel), JOBS (default 2).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -45,16 +46,17 @@ done
 if [ -z "${PYTHON:-}" ]; then
   if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python3; fi
 fi
+WHEEL_DIR="${EMX_WHEEL_DIR:-$WORK/wheel}"
 WHEEL="${EMX_MXNET_WHEEL:-}"
 if [ -z "$WHEEL" ]; then
-  WHEEL="$(ls "$WORK"/wheel/mxnet-$MXNET_VERSION-*aarch64*.whl 2>/dev/null | head -n1 || true)"
+  WHEEL="$(ls "$WHEEL_DIR"/mxnet-$MXNET_VERSION-*aarch64*.whl 2>/dev/null | head -n1 || true)"
 fi
 if [ -z "$WHEEL" ]; then
   echo "downloading mxnet==$MXNET_VERSION for manylinux2014_aarch64 (about 36 MB)"
   "$PYTHON" -m pip download -q --only-binary=:all: --platform manylinux2014_aarch64 \
-      --python-version 311 --no-deps "mxnet==$MXNET_VERSION" -d "$WORK/wheel" \
+      --python-version 311 --no-deps "mxnet==$MXNET_VERSION" -d "$WHEEL_DIR" \
     || die "pip could not download the aarch64 mxnet==$MXNET_VERSION wheel (no network or index?); set EMX_MXNET_WHEEL=/path/to/the.whl"
-  WHEEL="$(ls "$WORK"/wheel/mxnet-$MXNET_VERSION-*aarch64*.whl | head -n1)"
+  WHEEL="$(ls "$WHEEL_DIR"/mxnet-$MXNET_VERSION-*aarch64*.whl | head -n1)"
 fi
 MXNET="$WORK/mxnet"
 if [ ! -f "$MXNET/libmxnet.so" ] || [ "$WHEEL" -nt "$MXNET/libmxnet.so" ]; then
