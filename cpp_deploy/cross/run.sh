@@ -4,8 +4,9 @@
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 # NaiveEngine runs each operator synchronously on the calling thread (operators still use
-# OpenMP): the threaded engines could not be verified here (under qemu no guest program with a
-# second thread finishes; docs/deployment.md, "ARM (aarch64) edge build"). Export another to override.
+# OpenMP): the threaded engines could not be verified here (under qemu no dynamically linked guest
+# program with a second thread finishes; docs/deployment.md, "ARM (aarch64) edge build").
+# Export another engine to override.
 MXNET_ENGINE_TYPE=${MXNET_ENGINE_TYPE:-NaiveEngine}
 export MXNET_ENGINE_TYPE
 LD_LIBRARY_PATH="$HERE/lib:${EMX_ARMPL_DIR:-$HERE/lib/armpl-stubs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -22,9 +23,9 @@ if [ -z "$QEMU" ]; then
 fi
 QEMU_LD_PREFIX=${QEMU_LD_PREFIX:-/usr/aarch64-linux-gnu}
 export QEMU_LD_PREFIX
-# Under qemu user-mode emulation on our CI host, any guest program that starts a second thread
-# never finishes (a 5-line pthread_create/pthread_join test hangs too), so one OpenMP/OpenBLAS
-# thread by default there; a real aarch64 device runs the operators multi-threaded.
+# Under qemu user-mode emulation on our CI host, dynamically linked guest programs that start a
+# second thread never finish (cross/qemu_thread_check.sh: a 6-line pthread program hangs too), so
+# one OpenMP/OpenBLAS thread by default there; a real aarch64 device runs operators multi-threaded.
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 export OMP_NUM_THREADS OPENBLAS_NUM_THREADS
