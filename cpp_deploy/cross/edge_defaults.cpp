@@ -6,8 +6,9 @@
 // still use OpenMP).  It is the engine verified for this build: under qemu user-mode emulation no
 // dynamically linked guest program that starts a second thread finishes on our CI host
 // (cross/qemu_thread_check.sh), so the threaded engines (worker threads) could not be checked;
-// docs/deployment.md, "ARM (aarch64) edge build".  An explicit MXNET_ENGINE_TYPE in the environment still wins.  MXNet reads the variable when its
-// engine is first created (the first MXPredCreate), after this has run.
+// docs/deployment.md, "ARM (aarch64) edge build".  An explicit MXNET_ENGINE_TYPE in the
+// environment still wins.  MXNet reads the variable when its engine is first created (the first
+// MXPredCreate), after this has run.
 //
 // Runs from .init_array, before main().
 #include <cstdlib>
