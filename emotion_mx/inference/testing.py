@@ -134,6 +134,43 @@ def write_av_clip(path, seconds, fps=10, sr=16000, silent=(), seed=0):
     return path, wave
 
 
+def write_vfr_clip(path, segments=((2.0, 25), (2.0, 5)), size=64, sr=16000, seed=0):
+    """A variable-frame-rate ``.mkv`` (MJPEG + PCM audio) made by imageio-ffmpeg's binary.
+
+    ``segments``: ``(seconds, fps)`` runs; frame ``i`` is a flat grey of level ``4 * i`` (so a
+    decoded frame tells which one it is).  Returns ``(path, frame_times, wave)``.
+    """
+    import imageio_ffmpeg
+    times = []
+    t0 = 0.0
+    for seconds, fps in segments:
+        n = int(round(seconds * fps))
+        times += [round(t0 + k / fps, 6) for k in range(n)]
+        t0 += seconds
+    frames = np.stack([np.full((size, size), min(255, 4 * i), np.uint8) for i in range(len(times))])
+    base = os.path.splitext(path)[0]
+    audio = base + ".audio.wav"
+    wave = tone_wave(t0, sr, seed=seed)
+    write_wav(audio, wave, sr)
+    # pts of frame N from the segment table: if(lt(N,n1), N/fps1, t1 + (N-n1)/fps2 ...)
+    parts, start_n, start_t = [], 0, 0.0
+    for seconds, fps in segments:
+        n = int(round(seconds * fps))
+        parts.append((start_n, start_n + n, start_t, fps))
+        start_n, start_t = start_n + n, start_t + seconds
+    expr = f"{parts[-1][2]}+(N-{parts[-1][0]})/{parts[-1][3]}"
+    for lo, hi, t, fps in reversed(parts[:-1]):
+        expr = f"if(lt(N\\,{hi})\\,{t}+(N-{lo})/{fps}\\,{expr})"     # commas escaped for -vf
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error",
+           "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{size}x{size}", "-r", "1000", "-i", "-",
+           "-i", audio, "-map", "0:v:0", "-map", "1:a:0",
+           "-vf", f"setpts=({expr})/TB", "-fps_mode", "passthrough",
+           "-c:v", "mjpeg", "-q:v", "2", "-pix_fmt", "yuvj420p", "-c:a", "pcm_s16le", path]
+    subprocess.run(cmd, input=frames.tobytes(), check=True, capture_output=True)
+    os.unlink(audio)
+    return path, np.asarray(times), wave
+
+
 def write_srt(path, cues):
     """``cues``: [(start_s, end_s, text)] → an SRT file (comma millis, multi-line allowed)."""
     def ts(x):
