@@ -233,8 +233,8 @@ async def stream(ws: WebSocket):
             sender.cancel()
         try:
             await ws.close()
-        except RuntimeError:
-            pass
+        except (RuntimeError, WebSocketDisconnect):
+            pass                                # the client went first
 
 
 def _work(runner, st, start, events, emit):

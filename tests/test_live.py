@@ -1,0 +1,207 @@
+"""The live page: its router over HTTP/WebSocket (TestClient), and in a real headless Chromium
+with fake camera and microphone fed from a clip."""
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from emotion_mx.inference.predict import Predictor
+from emotion_mx.inference.sources import AudioPipe
+from emotion_mx.inference.stream import StreamRunner, open_sources
+from emotion_mx.inference.testing import make_exported, write_av_clip
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETTINGS = dict(window=1.0, hop=0.5, tolerance=0.1, latency_budget=5.0)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("live")
+    model = str(d / "export")
+    make_exported(model, str(d), audio_frames=200)
+    clip, wave = write_av_clip(str(d / "clip.avi"), 6.0, fps=10)
+    return {"model": model, "clip": clip, "wave": wave, "dir": d}
+
+
+@pytest.fixture(scope="module")
+def client(setup):
+    from fastapi.testclient import TestClient
+    from emotion_mx.live import create_app
+    return TestClient(create_app(setup["model"], **SETTINGS))
+
+
+def cli_rows(setup, **kw):
+    pred = Predictor(setup["model"])
+    runner = StreamRunner(pred, **SETTINGS)
+    sources, _ = open_sources(pred.modalities, 16000, **kw)
+    return list(runner.run(sources, realtime=False))
+
+
+def strip(rows):
+    return [{k: v for k, v in r.items() if k not in ("latency_ms", "lag_ms", "type", "quality")} for r in rows]
+
+
+def receive_all(ws):
+    rows, summary = [], None
+    while True:
+        msg = json.loads(ws.receive_text())
+        if msg["type"] == "window":
+            rows.append(msg)
+        elif msg["type"] == "summary":
+            summary = msg
+            break
+        else:
+            raise AssertionError(msg)
+    return rows, summary
+
+
+def test_page_info_and_static(client):
+    page = client.get("/live/")
+    assert page.status_code == 200 and "live.js" in page.text and "<canvas id=\"timeline\"" in page.text
+    assert client.get("/live/static/live.js").status_code == 200
+    assert client.get("/live/static/../server.py").status_code == 404
+    info = client.get("/live/info").json()
+    assert info["modalities"] == ["audio", "text", "video"] and info["sample_rate"] == 16000
+    assert info["latency_budget"] == 5.0 and info["levels"][0] == "full"
+
+
+def test_uploaded_file_streams_like_the_cli(setup, client):
+    with open(setup["clip"], "rb") as f:
+        up = client.post("/live/upload", files={"file": ("clip.avi", f, "video/x-msvideo")}).json()
+    with client.websocket_connect("/live/ws") as ws:
+        ws.send_text(json.dumps({"type": "start", "file": up["id"], "realtime": False}))
+        rows, summary = receive_all(ws)
+    assert strip(rows) == strip(cli_rows(setup, video=setup["clip"])) and len(rows) == 11
+    assert summary["windows"] == 11 and all(r["quality"]["level"] == 0 for r in rows)
+
+
+def test_live_pcm_over_websocket_equals_audio_only_cli(setup, client, tmp_path):
+    """Microphone-style chunks over the socket give the CLI's audio-only windows exactly."""
+    from emotion_mx.inference.testing import write_wav
+    wav = write_wav(str(tmp_path / "a.wav"), setup["wave"], 16000)
+    with client.websocket_connect("/live/ws") as ws:
+        ws.send_text(json.dumps({"type": "start", "audio": True, "video": False}))
+        for ch in AudioPipe(wav, 16000, chunk_seconds=0.128):
+            if ch.kind == "audio" and hasattr(ch, "samples"):
+                ws.send_bytes(struct.pack("<cd", b"a", ch.t) + ch.samples.astype("<f4").tobytes())
+        ws.send_text(json.dumps({"type": "stop"}))
+        rows, summary = receive_all(ws)
+    assert strip(rows) == strip(cli_rows(setup, audio=wav)) and len(rows) == 11
+
+
+def test_no_model_and_bad_upload(setup, client):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from emotion_mx.live import router
+    app = FastAPI()
+    app.include_router(router, prefix="/live")
+    os.environ.pop("EMOTION_MX_LIVE_MODEL", None)
+    r = TestClient(app).get("/live/info")
+    assert r.status_code == 503 and "no model" in r.json()["detail"]
+    with client.websocket_connect("/live/ws") as ws:
+        ws.send_text(json.dumps({"type": "start", "file": "nope"}))
+        assert json.loads(ws.receive_text()) == {"type": "error", "error": "unknown upload id (upload the file first)"}
+
+
+# -- a real browser ----------------------------------------------------------------------------
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def browser_clip(clip, out_dir):
+    """``clip.y4m`` + ``clip.wav`` for Chromium's fake devices (bundled ffmpeg)."""
+    import imageio_ffmpeg
+    ff = imageio_ffmpeg.get_ffmpeg_exe()
+    y4m, wav = os.path.join(out_dir, "clip.y4m"), os.path.join(out_dir, "clip.wav")
+    subprocess.run([ff, "-nostdin", "-y", "-v", "error", "-i", clip, "-an", "-pix_fmt", "yuv420p", "-r", "10", y4m],
+                   check=True)
+    subprocess.run([ff, "-nostdin", "-y", "-v", "error", "-i", clip, "-vn", "-ac", "1", "-ar", "48000",
+                    "-c:a", "pcm_s16le", wav], check=True)
+    return y4m, wav
+
+
+@pytest.fixture(scope="module")
+def server(setup):
+    import uvicorn
+    from emotion_mx.live import create_app
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(create_app(setup["model"], **SETTINGS), host="127.0.0.1", port=port,
+                                        log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/live/"
+    srv.should_exit = True
+    th.join(10)
+
+
+def test_browser_camera_and_microphone(setup, server, tmp_path):
+    browser = _chromium()
+    if browser is None or not shutil.which("chromedriver"):
+        pytest.skip("Chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
+    selenium = pytest.importorskip("selenium", reason="selenium not installed (pip install selenium)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    y4m, wav = browser_clip(setup["clip"], str(tmp_path))
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,820",
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 f"--use-file-for-fake-video-capture={y4m}", f"--use-file-for-fake-audio-capture={wav}",
+                 "--autoplay-policy=no-user-gesture-required"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=Service(shutil.which("chromedriver")))
+    try:
+        driver.get(server)
+        deadline = time.time() + 20
+        while time.time() < deadline and not driver.execute_script("return !!window.liveState.info"):
+            time.sleep(0.2)
+        driver.find_element("id", "start").click()
+        deadline = time.time() + 40
+        while time.time() < deadline and driver.execute_script("return window.liveRows.length") < 9:
+            time.sleep(0.25)
+        shot = str(tmp_path / "live.png")
+        driver.save_screenshot(shot)                      # while the camera is still streaming
+        if os.environ.get("EMOTION_MX_LIVE_SCREENSHOT"):
+            shutil.copy(shot, os.environ["EMOTION_MX_LIVE_SCREENSHOT"])
+        driver.execute_script("window.liveStop()")
+        deadline = time.time() + 20
+        while time.time() < deadline and not driver.execute_script("return !!window.liveSummary"):
+            time.sleep(0.25)
+        rows = driver.execute_script("return window.liveRows")
+        error = driver.execute_script("return window.liveError || null")
+    finally:
+        driver.quit()
+    assert error is None and len(rows) >= 9, (error, len(rows))
+    assert all(set(r["modalities"]) == {"audio", "video"} for r in rows[:8])
+    assert all(r["quality"]["name"] and r["latency_ms"] > 0 for r in rows)
+    ref = cli_rows(setup, video=setup["clip"])
+    labels = list(ref[0]["probabilities"])
+    page = np.array([[r["probabilities"][l] for l in labels] for r in rows[:8]])
+    cli = np.array([[r["probabilities"][l] for l in labels] for r in ref[:8]])
+    print("page mean", page.mean(0).round(3), "cli mean", cli.mean(0).round(3))
+    print("per-window max abs diff", np.abs(page - cli).max(1).round(3))
+    assert np.abs(page.mean(0) - cli.mean(0)).max() < 0.05
+    assert os.path.getsize(shot) > 10000
