@@ -171,6 +171,45 @@ def write_vfr_clip(path, segments=((2.0, 25), (2.0, 5)), size=64, sr=16000, seed
     return path, np.asarray(times), wave
 
 
+def write_corpus_clip(path, segments, fps=10, frame=(480, 360), face_side=200, sr=16000):
+    """A clip made of real corpus media: each ``(audio_file, face_image)`` segment plays the
+    whole audio file while its face image (upscaled to ``face_side`` px, on a grey frame of
+    ``frame`` = (W, H)) is shown.  MJPG + PCM ``.avi`` muxed by imageio-ffmpeg's binary.
+
+    Returns ``(path, bounds)``: the ``(start, end)`` seconds of each segment.
+    """
+    import cv2
+    import imageio_ffmpeg
+    import librosa
+    base = os.path.splitext(path)[0]
+    video, audio = base + ".video.avi", base + ".audio.wav"
+    waves, bounds, t = [], [], 0.0
+    W, H = frame
+    vw = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), fps, (W, H))
+    shown = 0
+    for wav_file, image_file in segments:
+        wave, _ = librosa.load(wav_file, sr=sr, mono=True)
+        waves.append(wave.astype(np.float32))
+        bounds.append((t, t + len(wave) / sr))
+        t += len(wave) / sr
+        face = cv2.resize(cv2.imread(image_file, cv2.IMREAD_COLOR), (face_side, face_side),
+                          interpolation=cv2.INTER_CUBIC)
+        img = np.full((H, W, 3), 110, np.uint8)
+        y0, x0 = (H - face_side) // 2, (W - face_side) // 2
+        img[y0:y0 + face_side, x0:x0 + face_side] = face
+        while shown < int(round(t * fps)):              # frames whose time falls in this segment
+            vw.write(img)
+            shown += 1
+    vw.release()
+    write_wav(audio, np.concatenate(waves), sr)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video, "-i", audio,
+           "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "pcm_s16le", path]
+    subprocess.run(cmd, check=True, capture_output=True)
+    os.unlink(video)
+    os.unlink(audio)
+    return path, bounds
+
+
 def write_srt(path, cues):
     """``cues``: [(start_s, end_s, text)] → an SRT file (comma millis, multi-line allowed)."""
     def ts(x):
