@@ -27,7 +27,26 @@ def setup(tmp_path_factory):
     model = str(d / "export")
     make_exported(model, str(d), audio_frames=200)
     clip, wave = write_av_clip(str(d / "clip.avi"), 6.0, fps=10)
-    return {"model": model, "clip": clip, "wave": wave, "dir": d}
+    real = real_clip(str(d / "real.avi"))
+    return {"model": model, "clip": clip, "wave": wave, "dir": d, "real": real}
+
+
+def real_clip(path):
+    """6 s of real media when $EMOTION_MX_DATA is set: three EmoDB utterances (anger,
+    happiness, sadness) each shown with a CK+48 face of the same class; else None."""
+    import csv
+    from emotion_mx.inference.testing import write_corpus_clip
+    data = os.environ.get("EMOTION_MX_DATA")
+    if not data or not os.path.isdir(os.path.join(data, "emodb")) or not os.path.isdir(os.path.join(data, "ckplus48")):
+        return None
+    speech = list(csv.DictReader(open(os.path.join(data, "emodb", "labels.csv"), newline="")))
+    faces = list(csv.DictReader(open(os.path.join(data, "ckplus48", "labels.csv"), newline="")))
+    segments = []
+    for emotion, ck in (("anger", "anger"), ("happiness", "happy"), ("sadness", "sadness")):
+        wav = next(r["file"] for r in speech if r["emotion"] == emotion)
+        png = next(r["file"] for r in faces if r["emotion"] == ck)
+        segments.append((os.path.join(data, "emodb", wav), os.path.join(data, "ckplus48", png)))
+    return write_corpus_clip(path, segments)[0]
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +181,8 @@ def test_browser_camera_and_microphone(setup, server, tmp_path):
     selenium = pytest.importorskip("selenium", reason="selenium not installed (pip install selenium)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    y4m, wav = browser_clip(setup["clip"], str(tmp_path))
+    clip = setup["real"] or setup["clip"]           # real EmoDB + CK+ media when the data is there
+    y4m, wav = browser_clip(clip, str(tmp_path))
     opts = webdriver.ChromeOptions()
     opts.binary_location = browser
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -197,7 +217,7 @@ def test_browser_camera_and_microphone(setup, server, tmp_path):
     assert error is None and len(rows) >= 9, (error, len(rows))
     assert all(set(r["modalities"]) == {"audio", "video"} for r in rows[:8])
     assert all(r["quality"]["name"] and r["latency_ms"] > 0 for r in rows)
-    ref = cli_rows(setup, video=setup["clip"])
+    ref = cli_rows(setup, video=clip)
     labels = list(ref[0]["probabilities"])
     page = np.array([[r["probabilities"][l] for l in labels] for r in rows[:8]])
     cli = np.array([[r["probabilities"][l] for l in labels] for r in ref[:8]])
