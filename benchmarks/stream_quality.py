@@ -3,7 +3,7 @@
 real clip.
 
     EMOTION_MX_DATA=../shared/data python benchmarks/stream_quality.py [--work work/stream_quality]
-        [--epochs 20] [--per-class 3] [--repeats 1]
+        [--epochs 20] [--per-class 3] [--repeats 1] [--screenshot docs/img/live.png]
 
 Steps (each skipped when its output exists, so re-running only streams again):
 
@@ -91,7 +91,10 @@ def stream_at(predictor, clip, level):
 @click.option("--epochs", default=20, show_default=True, type=int)
 @click.option("--per-class", default=3, show_default=True, type=int)
 @click.option("--repeats", default=1, show_default=True, type=int, help="Streams per level (latency pooled).")
-def main(work, epochs, per_class, repeats):
+@click.option("--screenshot", type=click.Path(),
+              help="Also stream the clip through the live page in headless Chromium (latency budget 0.5 s) "
+                   "and save a screenshot here.")
+def main(work, epochs, per_class, repeats, screenshot):
     from emotion_mx.errors import EmotionMXError
     from emotion_mx.inference.predict import Predictor
     from emotion_mx.inference.quality import LEVELS
@@ -130,6 +133,28 @@ def main(work, epochs, per_class, repeats):
     for r in results:
         click.echo(f"| {r['level']} | {r['name']} | {r['frames']:g} | {r['modalities']} | {r['median']:.1f} | "
                    f"{r['p95']:.1f} | {r['agree']:.2f} | {r['acc']:.2f} ({r['n_acc']}) |")
+
+
+    if screenshot:
+        live_screenshot(export, clip, work, screenshot)
+
+
+def live_screenshot(export, clip, work, path, seconds=28):
+    """The clip through the live page (fake camera + microphone), screenshot after ``seconds``."""
+    from emotion_mx.errors import EmotionMXError
+    from emotion_mx.live import browser, create_app
+    reason = browser.missing()
+    if reason:
+        raise EmotionMXError(f"--screenshot: {reason}")
+    hop = 0.5
+    with browser.Server(create_app(export, latency_budget=0.5, window=2.0, hop=hop)) as url:
+        rows, summary, error = browser.live_session(url, clip, work, windows=int(seconds / hop), screenshot=path,
+                                                    timeout=seconds + 30)
+    if error:
+        raise EmotionMXError(f"live page: {error}")
+    levels = Counter(r["quality"]["level"] for r in rows)
+    click.echo(f"\nlive page: {len(rows)} windows, per level {dict(sorted(levels.items()))}, "
+               f"latency median {statistics.median(r['latency_ms'] for r in rows):.0f} ms; screenshot {path}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ async function loadInfo() {
   $("bars").innerHTML = i.labels.map((l) =>
     `<div class="name">${l}</div><div class="track"><div class="fill" id="bar-${l}" style="width:0;` +
     `background:${color(l)}"></div></div><div class="val" id="val-${l}">–</div>`).join("");
-  $("legend").innerHTML = i.labels.map((l) => `<span><i style="background:${color(l)}"></i>${l}</span>`).join("");
+  $("legend").innerHTML = i.labels.map((l) => `<span><i style="background:${color(l)}"></i>${l}</span>`).join("") +
+    `<span class="degraded"><i></i>window below full quality</span>`;
   drawTimeline();
 }
 
