@@ -112,3 +112,20 @@ def test_audio_only_and_video_only_files(setup):
     sources, _ = open_sources(pred.modalities, 16000, video=setup["mute"])
     rows = list(StreamRunner(pred, window=1.0, hop=0.5).run(sources, realtime=False))
     assert rows and all(r["modalities"] == ["video"] for r in rows)
+
+
+def test_cli_audio_only_with_budget(setup, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = str(tmp_path / "a.jsonl")
+    proc = subprocess.run([sys.executable, os.path.join(root, "tools", "stream.py"), "--model", setup["model"],
+                           "--audio", setup["wav"], "--window", "1", "--hop", "0.5", "--no-realtime",
+                           "--latency-budget", "30", "--out", out], capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(l) for l in open(out)]
+    rows, summary = lines[:-1], lines[-1]["summary"]
+    assert len(rows) == 5 and all(r["modalities"] == ["audio"] and r["quality"]["level"] == 0 for r in rows)
+    assert summary["quality"]["latency_budget"] == 30 and summary["quality"]["windows_per_level"] == {"full": 5}

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 HEADER = struct.Struct("<cd")            # kind byte, float64 timestamp
+PAGE_FRAME_SECONDS = 0.2                 # the page sends 5 frames/s: each frame's display time
 
 router = APIRouter()
 
@@ -173,7 +174,7 @@ def _decode(message, sample_rate):
         return AudioChunk(t, samples, sample_rate) if len(samples) else None
     if kind == b"v":
         image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
-        return None if image is None else Frame(t, image, 0.2)
+        return None if image is None else Frame(t, image, PAGE_FRAME_SECONDS)
     return None
 
 
@@ -241,14 +242,17 @@ def _work(runner, st, start, events, emit):
     """The stream's worker thread: events → runner → messages (None ends the messages)."""
     try:
         if "file" in start:
-            path = st.files.get(str(start["file"]))
+            path = st.files.pop(str(start["file"]), None)      # one stream per upload
             if path is None:
                 raise EmotionMXError("unknown upload id (upload the file first)")
-            rows = runner.run(_file_sources(st.predictor, path), realtime=bool(start.get("realtime", True)))
-            for row in rows:
-                emit({"type": "window", **row})
-                if getattr(runner, "stopped", False):
-                    break
+            try:
+                rows = runner.run(_file_sources(st.predictor, path), realtime=bool(start.get("realtime", True)))
+                for row in rows:
+                    emit({"type": "window", **row})
+                    if getattr(runner, "stopped", False):
+                        break
+            finally:
+                os.unlink(path)
         else:
             kinds = [k for k in ("audio", "video") if start.get(k)]
             if not kinds:
