@@ -1,8 +1,9 @@
 """Face frames from images and videos (OpenCV): sample, detect, crop, resize.
 
-A video gives ``num_frames`` frames at the centres of equal slices of ``[start, end]``; an image
-gives one frame at time 0. Each frame goes through OpenCV's frontal-face Haar cascade; the
-largest face is cropped as a square with ``margin`` around it. When no face is found the centre
+A video gives ``num_frames`` frames at the centres of equal slices of ``[start, end]``, each
+the frame on screen at that time by the container's timestamps (:mod:`.frames`, PyAV; right on
+variable-frame-rate files); an image gives one frame at time 0. Each frame goes through
+OpenCV's frontal-face Haar cascade; the largest face is cropped as a square with ``margin`` around it. When no face is found the centre
 square is used and ``face_found`` is 0 for that frame, so a model or a filter can tell.
 """
 import functools
