@@ -129,3 +129,17 @@ def test_cli_audio_only_with_budget(setup, tmp_path):
     rows, summary = lines[:-1], lines[-1]["summary"]
     assert len(rows) == 5 and all(r["modalities"] == ["audio"] and r["quality"]["level"] == 0 for r in rows)
     assert summary["quality"]["latency_budget"] == 30 and summary["quality"]["windows_per_level"] == {"full": 5}
+
+
+def test_push_all_skips_a_backlog(setup):
+    """Events that make many windows ready at once (the stream fell behind): only the newest
+    ``max_windows`` are processed, the rest counted."""
+    pred = setup["predictor"]
+    runner = StreamRunner(pred, window=1.0, hop=0.5)
+    runner.start(["audio"])
+    chunks = [ev for ev in AudioPipe(setup["wav"], 16000) if ev.kind == "audio" and hasattr(ev, "samples")]
+    rows = runner.push_all(chunks[:10])                  # 1.0 s: the first window
+    assert [r["start"] for r in rows] == [0.0]
+    rows = runner.push_all(chunks[10:], max_windows=1)   # 1.0-3.0 s at once: windows 0.5 ... 2.0 ready
+    assert [r["start"] for r in rows] == [2.0] and runner.skipped_windows == 3
+    assert runner.summary()["skipped_windows"] == 3

@@ -119,6 +119,7 @@ class StreamRunner:
         self.levels_used = {}
         self._t0 = None
         self._speed = None          # stream seconds per clock second (None: no lag measured)
+        self.skipped_windows = 0    # windows not processed to catch up (push_all)
 
     def warmup(self, seconds=None):
         """One throw-away window of synthetic media through features and model, so that one-off
@@ -209,9 +210,24 @@ class StreamRunner:
         self._started = time.perf_counter()
 
     def push(self, ev):
-        if self._t0 is None:
-            self._t0 = self.clock() - (ev.ready if self._speed else 0.0)
-        return [self.process(w) for w in self.buffer.push(ev)]
+        return self.push_all([ev])
+
+    def push_all(self, events, max_windows=None):
+        """Push a batch of events; returns the rows of the windows they made ready.
+
+        ``max_windows``: when the batch makes more windows ready than this (the stream fell
+        that far behind), only the newest are processed; the older ones are skipped and counted
+        (``skipped_windows`` in the summary), so a live stream catches up instead of lagging
+        further."""
+        windows = []
+        for ev in events:
+            if self._t0 is None:
+                self._t0 = self.clock() - (ev.ready if self._speed else 0.0)
+            windows += self.buffer.push(ev)
+        if max_windows is not None and len(windows) > max_windows:
+            self.skipped_windows += len(windows) - max_windows
+            windows = windows[-max_windows:]
+        return [self.process(w) for w in windows]
 
     def finish(self):
         rows = [self.process(w) for w in self.buffer.finish()]
@@ -249,6 +265,7 @@ class StreamRunner:
         return {
             "windows": len(lat),
             "partial_windows": st.get("partial_windows", 0),
+            "skipped_windows": self.skipped_windows,
             "window_latency_ms": ({"median": round(statistics.median(lat), 3),
                                    "p95": round(float(np.percentile(lat, 95)), 3),
                                    "max": round(max(lat), 3)} if lat else None),

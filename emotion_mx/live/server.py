@@ -16,7 +16,10 @@ Routes (relative to the mount point, ``/live``):
   "error": ...}`` for input it cannot use.
 
 Each stream's events are processed on a worker thread (the model runs under one lock shared by
-all streams), so a slow machine shows up as lag, and the runner steps its quality down.
+all streams), so a slow machine shows up as lag, and the runner steps its quality down.  When
+the worker finds more than ``MAX_BACKLOG_WINDOWS`` windows ready at once, it processes only the
+newest (the rest are counted as ``skipped_windows``): a live view catches up rather than
+falling further behind (``"catch_up": false`` in the start message processes every window).
 """
 import asyncio
 import json
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 HEADER = struct.Struct("<cd")            # kind byte, float64 timestamp
+MAX_BACKLOG_WINDOWS = 2                  # further behind than this: older windows are skipped
 PAGE_FRAME_SECONDS = 0.2                 # the page sends 5 frames/s: each frame's display time
 
 router = APIRouter()
@@ -261,12 +265,20 @@ def _work(runner, st, start, events, emit):
             runner.warmup()
             from ..inference.sources import End
             last = {k: 0.0 for k in kinds}
-            while True:
-                ev = events.get()
-                if ev is None:
-                    break
-                last[ev.kind] = max(last[ev.kind], getattr(ev, "end", ev.t))
-                for row in runner.push(ev):
+            backlog = MAX_BACKLOG_WINDOWS if start.get("catch_up", True) else None
+            done = False
+            while not done:
+                batch = [events.get()]                 # everything that arrived meanwhile
+                while True:
+                    try:
+                        batch.append(events.get_nowait())
+                    except queue.Empty:
+                        break
+                done = None in batch
+                batch = [ev for ev in batch if ev is not None]
+                for ev in batch:
+                    last[ev.kind] = max(last[ev.kind], getattr(ev, "end", ev.t))
+                for row in runner.push_all(batch, max_windows=backlog):
                     emit({"type": "window", **row})
             for k in kinds:
                 for row in runner.push(End(k, last[k])):
