@@ -77,3 +77,22 @@ def test_stream_pairs_each_audio_window_with_the_frame_shown(vfr):
         np.testing.assert_allclose(w.wave, wave[i0:i0 + len(w.wave)], atol=1e-4)
     late = [w for w in windows if w.start == 2.0][0]          # the 5 fps part: 2.125 s → frame 50
     assert [level(im) for im in late.images] == [50, 51, 53, 54]
+
+
+def test_audio_that_starts_late_is_timed_from_the_container_start(tmp_path):
+    """An audio track that starts 0.5 s after the video: its chunks are stamped from 0.5 s."""
+    import subprocess
+    import imageio_ffmpeg
+    from emotion_mx.inference.testing import tone_wave, write_face_clip, write_wav
+    video = write_face_clip(str(tmp_path / "v.avi"), 2.0, fps=10)
+    wave = tone_wave(1.0, 16000, seed=1)
+    audio = write_wav(str(tmp_path / "a.wav"), wave, 16000)
+    out = str(tmp_path / "late.mkv")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video,
+                    "-itsoffset", "0.5", "-i", audio, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+                    "-c:a", "pcm_s16le", out], check=True)
+    assert probe(out).audio_offset == pytest.approx(0.5, abs=2e-3)
+    chunks = [ev for ev in AudioPipe(out, 16000) if ev.kind == "audio" and hasattr(ev, "samples")]
+    assert chunks[0].t == pytest.approx(0.5, abs=2e-3)
+    got = np.concatenate([c.samples for c in chunks])
+    np.testing.assert_allclose(got[:16000], wave[:16000], atol=1e-4)      # sample 0 is the track's first
