@@ -11,17 +11,16 @@ import pytest
 from emotion_mx.inference.predict import Predictor
 from emotion_mx.inference.sources import AudioPipe
 from emotion_mx.inference.stream import StreamRunner, open_sources
-from emotion_mx.inference.testing import make_exported, write_av_clip
+from emotion_mx.inference.testing import write_av_clip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = dict(window=1.0, hop=0.5, tolerance=0.1, latency_budget=5.0)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_export):
     d = tmp_path_factory.mktemp("live")
-    model = str(d / "export")
-    make_exported(model, str(d), audio_frames=200)
+    model = tiny_export
     clip, wave = write_av_clip(str(d / "clip.avi"), 6.0, fps=10)
     real = real_clip(str(d / "real.avi"))
     return {"model": model, "clip": clip, "wave": wave, "dir": d, "real": real}

@@ -1,20 +1,18 @@
 """Load-adaptive quality: a slow stage pushes the level down, recovery brings it back up;
 audio-only and video-only streams."""
-import numpy as np
 import pytest
 
 from emotion_mx.inference.predict import Predictor
 from emotion_mx.inference.quality import LEVELS, QualityController
 from emotion_mx.inference.sources import AudioPipe
 from emotion_mx.inference.stream import StreamRunner, open_sources
-from emotion_mx.inference.testing import make_exported, write_av_clip, write_face_clip, write_wav, tone_wave
+from emotion_mx.inference.testing import write_av_clip, write_face_clip, write_wav, tone_wave
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_export):
     d = tmp_path_factory.mktemp("quality")
-    model = str(d / "export")
-    make_exported(model, str(d), audio_frames=200)
+    model = tiny_export
     clip, wave = write_av_clip(str(d / "clip.avi"), 10.0, fps=10)
     wav = write_wav(str(d / "speech.wav"), tone_wave(3.0, 16000, seed=3), 16000)
     mute = write_face_clip(str(d / "mute.avi"), 3.0, fps=10)
