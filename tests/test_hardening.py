@@ -466,7 +466,7 @@ def test_disk_full_is_one_line(monkeypatch, capsys):
     def cmd():
         raise OSError(errno.ENOSPC, "No space left on device", "/data/out/shard.npz")
     with pytest.raises(SystemExit) as e:
-        run_cli(cmd)
+        run_cli(cmd, args=[])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "disk full" in err[0] and "/data/out/shard.npz" in err[0]
 
