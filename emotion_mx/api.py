@@ -107,47 +107,56 @@ class EmotionRecognizer:
                 strict=True):
         """One prediction (see the module docstring for the inputs).  ``strict=False`` ignores
         inputs of modalities the model lacks instead of raising :class:`InputError`."""
-        t0 = time.perf_counter()
-        feats, timings = self.features(audio=audio, text=text, image=image, video=video, start=start,
-                                       end=end, lang=lang, strict=strict)
-        t1 = time.perf_counter()
-        probs = self._predictor.predict_features([feats], batch_size=1)[0]
-        timings["model"] = _ms(t1)
-        timings["total"] = _ms(t0)
-        return self._result(probs, feats, timings)
+        kw = dict(audio=audio, text=text, image=image, video=video, start=start, end=end, lang=lang)
+        return self.run(self.prepare([{k: v for k, v in kw.items() if v is not None}], strict=strict),
+                        batch_size=1)[0]
 
     def predict_batch(self, inputs, strict=True):
         """Predictions for a list of dicts with :meth:`predict`'s keyword arguments, run through
         the model ``batch_size`` rows at a time.  A bad input raises :class:`InputError` whose
         ``argument`` is ``inputs[i].<name>``."""
+        return self.run(self.prepare(inputs, strict=strict, batch=True))
+
+    def prepare(self, inputs, strict=True, batch=False):
+        """Preprocess a list of input dicts: ``[(features, timings)]`` for :meth:`run` (bad input
+        raises :class:`InputError` here, before any model call)."""
         if isinstance(inputs, dict) or not hasattr(inputs, "__iter__"):
             raise InputError("inputs", "expected a list of dicts such as [{'audio': 'a.wav', 'text': '...'}]")
         inputs = list(inputs)
         if not inputs:
             raise InputError("inputs", "empty list")
-        t0 = time.perf_counter()
-        all_feats, all_timings = [], []
+        prepared = []
         for i, kw in enumerate(inputs):
             if not isinstance(kw, dict):
                 raise InputError(f"inputs[{i}]", f"expected a dict of inputs, got {type(kw).__name__}")
             unknown = sorted(set(kw) - set(INPUT_ARGUMENTS) - {"start", "end", "lang"})
             if unknown:
-                raise InputError(f"inputs[{i}].{unknown[0]}", "unknown argument; use "
+                raise InputError(f"inputs[{i}].{unknown[0]}" if batch else unknown[0], "unknown argument; use "
                                  + ", ".join(INPUT_ARGUMENTS + ("start", "end", "lang")))
+            t0 = time.perf_counter()
             try:
                 feats, timings = self.features(strict=strict, **kw)
             except InputError as e:
+                if not batch:
+                    raise
                 raise InputError(f"inputs[{i}].{e.argument}", e.reason) from None
-            all_feats.append(feats)
-            all_timings.append(timings)
+            timings["_t0"] = t0
+            prepared.append((feats, timings))
+        return prepared
+
+    def run(self, prepared, batch_size=None):
+        """The model on :meth:`prepare`'s output, ``batch_size`` rows per forward pass (default
+        the recognizer's); ``model`` timing is the batch's forward time shared equally."""
         t1 = time.perf_counter()
-        probs = self._predictor.predict_features(all_feats, batch_size=self.batch_size)
-        model_ms = _ms(t1) / len(inputs)
-        total = _ms(t0)
+        feats = [f for f, _ in prepared]
+        probs = self._predictor.predict_features(feats, batch_size=batch_size or self.batch_size)
+        model_ms = _ms(t1) / len(prepared)
+        t0 = min(tm["_t0"] for _, tm in prepared)
         out = []
-        for p, f, tm in zip(probs, all_feats, all_timings):
-            tm["model"] = model_ms           # the batch's forward time, shared equally
-            tm["total"] = total
+        for p, (f, tm) in zip(probs, prepared):
+            tm = {k: v for k, v in tm.items() if k != "_t0"}
+            tm["model"] = model_ms
+            tm["total"] = _ms(t0)
             out.append(self._result(p, f, tm))
         return out
 
