@@ -170,7 +170,12 @@ def create_app(settings, engine=None, load=True):
         tmpdir = tempfile.mkdtemp(prefix="emx-req-")
         try:
             items = await _parse(request, tmpdir, batch, settings.max_batch)
-            results, info = await eng.predict(items, batch=batch)
+            try:
+                results, info = await eng.predict(items, batch=batch)
+            except InputError as e:
+                if batch and e.argument.startswith("inputs["):     # the JSON batch field is "items"
+                    raise InputError("items" + e.argument[len("inputs"):], e.reason) from None
+                raise
         finally:
             eng.release()
             metrics.inflight.dec()
