@@ -336,3 +336,30 @@ def test_serve_extra_missing_is_one_line(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip() == "error: the REST service needs fastapi: pip install 'emotion_mx[serve]'"
+
+
+@pytest.mark.slow
+def test_ray_serve_two_replicas(models, media, tmp_path):
+    """``--ray --replicas 2``: both replicas answer, each with its own loaded model."""
+    try:
+        import ray.serve  # noqa: F401
+    except Exception as e:      # pragma: no cover - depends on the installed extras
+        pytest.skip(f"Ray Serve cannot be imported here: {e}")
+    server = Server(["--model", models["tri"], "--ray", "--replicas", "2"], str(tmp_path / "ray.log"))
+    try:
+        server.wait_ready(timeout=240)
+        pids = set()
+        for _ in range(60):
+            pids.add(httpx.get(server.url + "/health", timeout=30).json()["pid"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2, "requests never reached a second replica"
+        r = httpx.post(server.url + "/predict", files={"audio": ("a.wav", read(media["wav"]))},
+                       data={"text": "so happy"}, timeout=60)
+        assert r.status_code == 200, r.text
+        assert r.json()["modalities"] == ["audio", "text"] and r.json()["served_by"] == "primary"
+        r = httpx.post(server.url + "/predict", data={"sound": "x"}, timeout=60)
+        assert r.status_code == 422 and r.json()["argument"] == "sound"
+    finally:
+        server.stop()
+        assert server.proc.returncode is not None
