@@ -4,7 +4,6 @@ import asyncio
 import base64
 import glob
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,53 +12,9 @@ import httpx
 import pytest
 
 from emotion_mx.inference.testing import face_image, make_exported, tone_wave, write_face_clip, write_wav
+from emotion_mx.serve.testing import Server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``python -m emotion_mx.serve`` in a subprocess on a free loopback port."""
-
-    def __init__(self, args, log_path, faults=None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, PYTHONPATH=ROOT, EMOTION_MX_LOG="WARNING")
-        env.pop("EMOTION_MX_SERVE_FAULTS", None)
-        if faults:
-            env["EMOTION_MX_SERVE_FAULTS"] = faults
-        self.log_path = log_path
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "emotion_mx.serve", "--port", str(self.port),
-                                      "--log-level", "warning", *args], cwd=ROOT, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout=120):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {open(self.log_path).read()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"server not ready in {timeout} s: {open(self.log_path).read()[-2000:]}")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
