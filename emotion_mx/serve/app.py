@@ -32,6 +32,7 @@ from .engine import Engine, ServiceError                  # noqa: E402
 from .settings import ServeSettings                       # noqa: E402
 
 log = logging.getLogger(__name__)
+KNOWN_PATHS = {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics", "/docs", "/openapi.json"}
 
 
 class Metrics:
@@ -159,7 +160,10 @@ def create_app(settings, engine=None, load=True):
     @app.middleware("http")
     async def _count(request, call_next):
         response = await call_next(request)
-        metrics.count("requests", endpoint=request.url.path, status=str(response.status_code))
+        path = request.url.path
+        if path not in KNOWN_PATHS and not path.startswith("/live"):
+            path = "other"                 # bounded label values, whatever clients request
+        metrics.count("requests", endpoint=path, status=str(response.status_code))
         return response
 
     async def _predict(request: Request, batch: bool):
@@ -232,6 +236,7 @@ def create_app(settings, engine=None, load=True):
         live_router = None
     if live_router is not None:
         app.include_router(live_router, prefix="/live")
+        app.state.live_model_dir = settings.model      # the page loads it on first use
     app.state.settings, app.state.metrics = settings, metrics
     app.state.get_engine = get_engine
     return app
