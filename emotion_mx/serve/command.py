@@ -37,6 +37,8 @@ def serve(model_dir, fallback, host, port, workers, use_ray, replicas, ray_addre
                              max_queue=max_queue, max_request_bytes=int(max_request_mb * 1e6),
                              max_batch=max_batch, batch_size=batch_size, warmup=not no_warmup)
     if use_ray:
+        if workers != 1:
+            raise click.UsageError("--workers is for uvicorn; with --ray scale with --replicas")
         from .ray_app import run_ray
         return run_ray(settings, replicas=replicas, address=ray_address)
     if replicas != 1:
