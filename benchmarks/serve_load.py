@@ -255,7 +255,7 @@ def phase_kill(models, kinds, work, n):
           "| replacement worker answering /health |")
     print("|---|---|---|---|")
     print(f"| {n} requests (audio / tri-modal), worker {killed.get('pid')} killed after {killed.get('at')} "
-          f"| {n - len(failed)} | {len(failed)} ({', '.join(sorted(set(map(str, failed)))) or 'none'}) | "
+          f"| {n - len(failed)} | {len(failed)} ({', '.join(f'{failed.count(k)} {k}' for k in sorted(set(failed), key=str)) or 'none'}) | "
           f"{'yes, pid ' + str(replacement[0]) if replacement and replacement[0] in pids else 'no'} |")
     return {"n": n, "failed": len(failed), "failure_kinds": sorted(set(map(str, failed))),
             "killed": killed, "replacement": replacement, "replacement_answered": bool(replacement and replacement[0] in pids)}

@@ -12,6 +12,7 @@ large, 422 unsupported media, modality or malformed input, 429 too many requests
 (``Retry-After``), 503 not ready or model failure, 504 timeout.  When ``emotion_mx.live``
 (the browser page) is importable its router is mounted at ``/live``.
 """
+import asyncio
 import contextlib
 import json
 import logging
@@ -132,8 +133,13 @@ def create_app(settings, engine=None, load=True):
     async def lifespan(app):
         if state["engine"] is None:
             state["engine"] = Engine(settings, metrics=metrics)
-            if load:
-                state["engine"].start_loading()
+            if load and settings.workers > 1:
+                # Several workers share one socket: a worker (a replacement of a dead one, too)
+                # must not accept connections before its models are ready, or it would answer
+                # 503 while the others could serve.  uvicorn accepts only after start-up.
+                await asyncio.to_thread(state["engine"].load_or_record)
+            elif load:
+                state["engine"].start_loading()     # one worker: /health answers during loading
         elif state["engine"].metrics is None:
             state["engine"].metrics = metrics
         yield

@@ -150,15 +150,17 @@ class Engine:
         log.info("pid %d: models loaded and warmed up in %.1f s (primary %s, fallback %s)", os.getpid(),
                  time.perf_counter() - t0, s.model, s.fallback or "none")
 
+    def load_or_record(self):
+        """:meth:`load`; a failure is recorded (reported by /ready and /predict), not raised."""
+        try:
+            self.load()
+        except Exception as e:   # the process stays up and says why
+            self.load_error = str(e) if isinstance(e, EmotionMXError) else f"{type(e).__name__}: {e}"
+            log.error("model loading failed: %s", self.load_error)
+
     def start_loading(self):
         """Load in a background thread: /health answers at once, /ready when loaded."""
-        def target():
-            try:
-                self.load()
-            except Exception as e:   # reported by /ready and /predict, the process stays up
-                self.load_error = str(e) if isinstance(e, EmotionMXError) else f"{type(e).__name__}: {e}"
-                log.error("model loading failed: %s", self.load_error)
-        self._loader = threading.Thread(target=target, name="emx-load", daemon=True)
+        self._loader = threading.Thread(target=self.load_or_record, name="emx-load", daemon=True)
         self._loader.start()
 
     def close(self):
