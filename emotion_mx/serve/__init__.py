@@ -11,18 +11,14 @@
 FastAPI, uvicorn, python-multipart and prometheus-client are the ``[serve]`` extra: a missing
 one fails with one line naming it (:func:`require`).
 """
-from ..errors import EmotionMXError
+from ..optional import require as _require
 
 EXTRA_MODULES = {"fastapi": "fastapi", "uvicorn": "uvicorn", "multipart": "python-multipart",
                  "prometheus_client": "prometheus-client"}
 
 
 def require(*modules):
-    """Import check for the ``[serve]`` extra: one line naming the missing package."""
-    import importlib
+    """Import check for the ``[serve]`` extra: one line naming the missing package and the extra
+    (:func:`emotion_mx.optional.require`)."""
     for mod in modules or tuple(EXTRA_MODULES):
-        try:
-            importlib.import_module(mod)
-        except ImportError:
-            raise EmotionMXError(f"the REST service needs {EXTRA_MODULES.get(mod, mod)}: "
-                                 "pip install 'emotion_mx[serve]'") from None
+        _require(mod, "serve", f"the REST service ({EXTRA_MODULES.get(mod, mod)})")
