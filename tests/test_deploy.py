@@ -89,8 +89,16 @@ def test_export_cli_errors_are_one_line(tmp_path):
 
 def test_onnx_export_matches_mxnet(run_dir, tmp_path):
     out = str(tmp_path / "exp")
-    summary = export(run_dir, out, onnx=True)["onnx"]
+    full = export(run_dir, out, onnx=True)
+    summary = full["onnx"]
     assert summary["checker"] == "ok" and summary["opset_imports"] == [13]
+    # both runtimes timed on this CPU at export; the record names the faster one
+    from emotion_mx.deploy.ort_runtime import read_record
+    record = read_record(out)
+    lat = record["latency_ms"]
+    assert set(lat) == {"batch1", "batch32"} and record["measured_at"] == "export"
+    faster = min(("mxnet", "onnxruntime"), key=lambda r: lat["batch1"][r]["median_ms"] * lat["batch32"][r]["median_ms"])
+    assert record["choice"] == faster and full["runtime"].startswith(f"runtime: {faster} (")
     assert summary["max_abs_diff_vs_mxnet"] <= 1e-4
     assert os.path.isfile(os.path.join(out, A.ONNX_MODEL))
 
@@ -105,7 +113,7 @@ def test_onnx_export_is_clean_and_matches_mxnet_for_every_preset(name, tmp_path)
     run = str(tmp_path / "run")
     make_run(run, name)
     out = str(tmp_path / "exp")
-    summary = export(run, out, onnx=True)["onnx"]
+    summary = export(run, out, onnx=True, measure_runtime=False)["onnx"]
     assert summary["max_abs_diff_vs_mxnet"] <= 1e-4 and summary["ort_warnings"] == []
     model = onnx.load(os.path.join(out, A.ONNX_MODEL))
     sidecar = A.read_sidecar(out)
@@ -123,7 +131,7 @@ def test_onnx_runs_at_any_batch_size(run_dir, tmp_path):
     from emotion_mx.deploy.onnx_export import ort_session, random_inputs
     from emotion_mx.deploy.runtime import Runner
     out = str(tmp_path / "exp")
-    export(run_dir, out, onnx=True)
+    export(run_dir, out, onnx=True, measure_runtime=False)
     sess, warnings = ort_session(os.path.join(out, A.ONNX_MODEL))
     assert warnings == []
     sidecar = A.read_sidecar(out)
