@@ -63,7 +63,7 @@ def _mxnet_runner(model_dir, shapes):
 def compare_latency(runners, batch, rounds=5, repeats=10, warmup=3):
     """Same-run timing of several runners on one batch: interleaved rounds (each runner
     ``repeats`` calls per round); per runner the median over rounds of the round medians and
-    the spread (min..max of the round medians), in ms."""
+    the spread (min..max of the round medians), in ms; ``rounds``: the round medians."""
     for run in runners.values():
         for _ in range(warmup):
             run(batch)
@@ -76,7 +76,7 @@ def compare_latency(runners, batch, rounds=5, repeats=10, warmup=3):
                 run(batch)
                 times.append((time.perf_counter() - t0) * 1e3)
             per_round[k].append(statistics.median(times))
-    return {k: {"median_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v)}
+    return {k: {"median_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v), "rounds": v}
             for k, v in per_round.items()}
 
 
