@@ -138,6 +138,49 @@ def test_kill_at_random_moments_then_resume_gives_the_uninterrupted_store(corpus
     assert len(seen) == len(set(seen)) == 12
 
 
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def _workers(pid):
+    """The pool's worker processes: children of the build running ``multiprocessing.spawn``."""
+    out = []
+    for c in _children(pid):
+        try:
+            cmdline = open(f"/proc/{c}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if b"multiprocessing.spawn" in cmdline and b"resource_tracker" not in cmdline:
+            out.append(c)
+    return out
+
+
+def test_killed_worker_is_one_line_and_resumable(corpus, reference, tmp_path):
+    """A worker killed (e.g. by the OOM killer) used to end the build with a BrokenProcessPool
+    traceback."""
+    out = tmp_path / "store"
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(CFG_YAML)
+    cmd = _cli_build(corpus, out, cfg_path)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not _workers(proc.pid) and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    os.kill(_workers(proc.pid)[0], signal.SIGKILL)
+    err = proc.communicate(timeout=120)[1]
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith(("INFO", "WARNING"))]
+    assert proc.returncode == 2 and len(lines) == 1 and "worker process died" in lines[0], err
+    assert "Traceback" not in err
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    _assert_same_store(reference, str(out))
+
+
 def test_second_build_on_the_same_out_fails_with_one_line(corpus, tmp_path):
     out = tmp_path / "store"
     cfg_path = tmp_path / "cfg.yaml"
