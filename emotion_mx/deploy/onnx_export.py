@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import artifacts as A
 from ..errors import EmotionMXError
+from ..optional import require
 
 log = logging.getLogger(__name__)
 OPSET = 13
@@ -30,6 +31,7 @@ UNSUPPORTED = {"RNN": "recurrent layers (the *_crnn / *_bilstm families: MXNet's
 def _pinned_opset(version):
     # export_model converts with onnx_opset_version() and then calls helper.make_model(graph)
     # without opset_imports (which stamps the newest opset): pin both while it runs.
+    require("onnx", "onnx", "ONNX export")
     import onnx.checker
     import onnx.defs
     import onnx.helper
@@ -108,8 +110,8 @@ def export_onnx(model_dir, onnx_path=None, verify=True, batch_size=None):
 
 
 def verify_onnx(onnx_path, sym, args, aux, sidecar, batch_size):
-    import onnx
-    import onnxruntime as ort
+    onnx = require("onnx", "onnx", "ONNX export")
+    ort = require("onnxruntime", "onnx", "ONNX verification")
     from .runtime import Runner
     model = onnx.load(onnx_path)
     onnx.checker.check_model(model)

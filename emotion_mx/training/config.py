@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
-from ..config import FrozenDict, from_dict, load_config
+from ..config import FrozenDict, load_config
 
 __all__ = ["ModelConfig", "DataConfig", "OptimConfig", "LossConfig", "AugmentConfig",
            "InitConfig", "TrainConfig", "load_train_config", "MODALITIES"]
@@ -201,8 +201,7 @@ class TrainConfig:
                              f"{list(self.data.modalities)}")
 
 
-def load_train_config(path=None, overrides=None):
-    """``TrainConfig`` from YAML ``path`` (or defaults) with ``overrides`` merged on top."""
-    if path is None:
-        return from_dict(TrainConfig, overrides or {}, source="command-line options")
-    return load_config(path, TrainConfig, overrides=overrides)
+def load_train_config(path=None, overrides=None, sets=()):
+    """``TrainConfig`` from YAML ``path`` (or defaults) with ``--set`` items ``sets`` and then
+    ``overrides`` (a mapping) merged on top."""
+    return load_config(path, TrainConfig, overrides=overrides, sets=sets)
