@@ -322,6 +322,10 @@ def test_pickled_trainer_states_are_refused_without_trust(killed_run, tmp_path, 
     with pytest.raises(EmotionMXError, match="--trust-pickle"):
         resume(dst)
     assert not marker.exists()
+    monkeypatch.setenv("EMOTION_MX_TRUST_PICKLE", "1")            # what --trust-pickle sets
+    with pytest.raises(EmotionMXError, match="cannot resume"):
+        resume(dst)
+    assert marker.exists()                                        # trusted: the pickle was loaded
 
 
 def test_checkpoint_json_without_rng_is_one_line(killed_run, tmp_path):
