@@ -69,13 +69,12 @@ def run(binary, model_dir, inputs, bench=0, threads=0, workdir=None, timeout=300
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def predict_store(binary, model_dir, data_dir, split="test", fold=0, batch_size=32, limit=None):
-    """C++ predictions for a store split, prepared as the exported model's sidecar says.
+def store_inputs(model_dir, data_dir, split="test", fold=0, limit=None):
+    """Inputs for a store split, prepared as the exported model's sidecar says.
 
-    Returns {'ids', 'labels' (int), 'predicted' (int), 'probabilities'}; used by the demo's
-    thin C++ step.
+    Returns (ids, inputs: dict name → float32 array, labels: int array).
     """
-    from ..data import FeatureStore, load_arrays
+    from ..data import FeatureStore, load_arrays, load_settings
     sidecar = A.read_sidecar(model_dir)
     store = FeatureStore(data_dir)
     ids = store.ids(fold, split)[:limit]
@@ -85,11 +84,19 @@ def predict_store(binary, model_dir, data_dir, split="test", fold=0, batch_size=
     if sidecar.get("vocab") and os.path.isfile(os.path.join(model_dir, sidecar["vocab"])):
         from ..features.text import load_vocab
         vocab = load_vocab(os.path.join(model_dir, sidecar["vocab"]))
-    feats = sidecar.get("features", {})
-    from ..data import load_settings
-    kw = load_settings(feats)
+    kw = load_settings(sidecar.get("features", {}))
     inputs, labels = load_arrays(store, ids, sidecar["modalities"], fold=fold, norm=sidecar.get("normalisation"),
                                  vocab=vocab, **kw)
+    return ids, inputs, labels
+
+
+def predict_store(binary, model_dir, data_dir, split="test", fold=0, batch_size=32, limit=None):
+    """C++ predictions for a store split, prepared as the exported model's sidecar says.
+
+    Returns {'ids', 'labels' (int), 'predicted' (int), 'probabilities'}; used by the demo's
+    thin C++ step.
+    """
+    ids, inputs, labels = store_inputs(model_dir, data_dir, split=split, fold=fold, limit=limit)
     probs = []
     for s in range(0, len(ids), batch_size):
         out = run(binary, model_dir, {k: v[s:s + batch_size] for k, v in inputs.items()})

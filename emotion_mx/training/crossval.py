@@ -55,6 +55,8 @@ def _markdown(rows, summary):
 def cross_validate(cfg, data_dir, out_dir, *, folds="all", seeds=(0,), contexts=None, amp=False,
                    progress=True, echo=print):
     """Train + evaluate (test split) each fold × seed; write OUT/results.{json,md}."""
+    from ..fileio import ensure_output_dir
+    ensure_output_dir(out_dir, "--out")
     store = open_store(data_dir)
     folds = parse_folds(folds, store.num_folds)
     rows = []
