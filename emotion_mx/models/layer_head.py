@@ -58,8 +58,11 @@ class LayerWeightedHead(HybridBlock):
             h = F.reshape(F.slice_axis(x, axis=1, begin=self._layer, end=self._layer + 1),
                           shape=(0, -1))                                       # (B, D)
         else:
-            w = F.reshape(self.layer_weights(F, layer_logits), shape=(1, -1, 1))  # (1, L, 1)
-            h = F.sum(F.broadcast_mul(x, w), axis=1)                           # (B, D)
+            # a GEMM over the layer axis (broadcast_mul's backward reduction is slow on CPU)
+            w = self.layer_weights(F, layer_logits)                            # (1, L)
+            h = F.FullyConnected(F.transpose(x, axes=(0, 2, 1)), weight=w, no_bias=True,
+                                 num_hidden=1, flatten=False)                  # (B, D, 1)
+            h = F.reshape(h, shape=(0, -1))                                    # (B, D)
         # 3. classifier
         if self.drop is not None:
             h = self.drop(h)
