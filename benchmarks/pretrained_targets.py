@@ -115,7 +115,33 @@ def encoder_cost(name, repeats=5):
             "latency_ms_b32": lat[32]}
 
 
-def markdown(results, zero_shot, costs):
+def whisper_parity(name, seconds=3.0):
+    """Max abs difference / min cosine of our encoder vs ctranslate2 on the same features."""
+    import tempfile
+
+    import ctranslate2
+    import mxnet as mx
+
+    from emotion_mx.features.whisper_frontend import whisper_logmel
+    from emotion_mx.pretrained.loader import load_encoder
+    from emotion_mx.pretrained.sources import checkpoint_path, package_file
+    rng = np.random.RandomState(0)
+    t = np.arange(int(16000 * seconds)) / 16000.0
+    wave = (0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.02 * rng.randn(len(t))).astype(np.float32)
+    mel = whisper_logmel(wave)
+    net = load_encoder(name)
+    ours = net(mx.nd.array(mel[None]), mx.nd.ones((1, len(mel))))[0].asnumpy()[0, -1]
+    with tempfile.TemporaryDirectory() as d:      # a CTranslate2 model folder: model.bin + config.json
+        os.symlink(checkpoint_path(name), os.path.join(d, "model.bin"))
+        os.symlink(package_file(name, "config.json"), os.path.join(d, "config.json"))
+        ref = ctranslate2.models.Whisper(d, device="cpu", compute_type="float32")
+        ref = np.array(ref.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel.T[None])),
+                                  to_cpu=True))[0]
+    cos = (ours * ref).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(ref, axis=1)
+    return {"encoder": name, "max_abs_diff": float(np.abs(ours - ref).max()), "min_cosine": float(cos.min())}
+
+
+def markdown(results, zero_shot, costs, parity=None):
     lines = ["| target | data | encoder(s) | metric | from scratch | frozen + head | target | gap | per-fold |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
@@ -140,6 +166,9 @@ def markdown(results, zero_shot, costs):
         for c in costs:
             lines.append(f"| {c['encoder']} | {c['params'] / 1e6:.2f} M | {c['macs'] / 1e9:.3f} G | {c['input']} | "
                          f"{c['latency_ms_b1']:.1f} ms | {c['latency_ms_b32']:.1f} ms |")
+    for p in parity or []:
+        lines.append(f"\nParity {p['encoder']} vs ctranslate2 (3 s input): max abs difference "
+                     f"{p['max_abs_diff']:.2e}, min per-frame cosine {p['min_cosine']:.6f}.")
     return "\n".join(lines)
 
 
@@ -147,7 +176,8 @@ def markdown(results, zero_shot, costs):
 @click.option("--work", default="work", show_default=True, type=click.Path(), help="Folder holding the stores.")
 @click.option("--only", default=",".join(TARGETS), show_default=True, help="Comma-separated targets.")
 @click.option("--cost/--no-cost", default=False, help="Also measure params, MACs, latency.")
-def main(work, only, cost):
+@click.option("--parity/--no-parity", default=False, help="Also compare both Whisper encoders with ctranslate2.")
+def main(work, only, cost, parity):
     import warnings
     warnings.filterwarnings("ignore")
     out_path = os.path.join(work, "pretrained_targets.json")
@@ -171,9 +201,12 @@ def main(work, only, cost):
     if cost:
         costs = previous["costs"] = [encoder_cost(n) for n in
                                      ("whisper_tiny_en", "whisper_base", "minilm_l6", "fer_mini_xception")]
+    par = previous.get("parity")
+    if parity:
+        par = previous["parity"] = [whisper_parity(n) for n in ("whisper_tiny_en", "whisper_base")]
     with open(out_path, "w") as f:
         json.dump(previous, f, indent=1)
-    click.echo(markdown([results[n] for n in TARGETS if n in results], zero, costs))
+    click.echo(markdown([results[n] for n in TARGETS if n in results], zero, costs, par))
 
 
 if __name__ == "__main__":

@@ -105,8 +105,7 @@ def train_head(train, valid, num_classes, cfg, metric="ua", epochs=None, lr=3e-3
     class_w = np.where(counts > 0, n / (num_classes * np.maximum(counts, 1)), 0.0).astype(np.float32)
     batch = 128 if n < 2000 else 512
     epochs = epochs or (60 if n < 2000 else 25)
-    trainer = gluon.Trainer(net.collect_params(), "adamw" if "adamw" in mx.optimizer.Optimizer.opt_registry
-                            else "adam", {"learning_rate": lr, "wd": cfg["wd"]})
+    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": lr, "wd": cfg["wd"]})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     best = (-1.0, 0, None)
     for epoch in range(epochs):
