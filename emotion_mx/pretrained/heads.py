@@ -89,7 +89,8 @@ def _predict(net, xs, batch=512):
 
 def train_head(train, valid, num_classes, cfg, metric="ua", epochs=None, lr=3e-3, seed=0):
     """Train one head: ``train``/``valid`` = ``(list of (N, L, D) arrays, labels (N,))``.
-    Returns ``(net, best valid score, best epoch)``; the kept parameters are the best epoch's."""
+    Returns ``(net, best valid score, best epoch)``; the kept parameters are the best epoch's.
+    ``valid=None``: train exactly ``epochs`` epochs and keep the last (refit on train + valid)."""
     import mxnet as mx
     from mxnet import autograd, gluon
     xs, y = train
@@ -118,9 +119,13 @@ def train_head(train, valid, num_classes, cfg, metric="ua", epochs=None, lr=3e-3
                 loss = loss_fn(net(*data), label, mx.nd.array(class_w[y[idx]]))
             loss.backward()
             trainer.step(len(idx), ignore_stale_grad=True)
+        if valid is None:
+            continue
         score = scores(valid[1], _predict(net, valid[0]).argmax(1), num_classes)[metric]
         if score > best[0]:
             best = (score, epoch + 1, {k: p.data().copy() for k, p in net.collect_params().items()})
+    if valid is None:
+        return net, None, epochs
     for k, p in net.collect_params().items():
         p.set_data(best[2][k])
     return net, best[0], best[1]
@@ -133,9 +138,14 @@ def _split(store, caches, fold, split):
     return xs, y
 
 
-def crossval_heads(store, caches, grid=None, folds=None, metric="ua", log=print):
+def crossval_heads(store, caches, grid=None, folds=None, metric="ua", refit=True, log=print):
     """Per fold: choose the head on validation, then read test once.  ``caches``: list of
-    ``{item id: (L, D)}``.  Returns a list of per-fold dicts (chosen config, valid, test scores)."""
+    ``{item id: (L, D)}``.  Returns a list of per-fold dicts (chosen config, valid, test scores).
+
+    ``refit``: the chosen configuration is trained again on train + valid for the chosen number
+    of epochs (more speakers; nothing is chosen after this), and ``test`` is that head's score;
+    ``test_train_only`` is the score of the head trained on the training split alone."""
+    import mxnet as mx
     k = len(store.labels)
     grid = grid or default_grid([next(iter(c.values())).shape[0] for c in caches])
     results = []
@@ -150,14 +160,20 @@ def crossval_heads(store, caches, grid=None, folds=None, metric="ua", log=print)
             if best is None or score > best[1]:
                 best = (cfg, score, epoch, net)
         cfg, vscore, epoch, net = best
+        heads_net = net
+        if refit:
+            both = ([np.concatenate([a, b]) for a, b in zip(tr[0], va[0])], np.concatenate([tr[1], va[1]]))
+            net, _, _ = train_head(both, None, k, cfg, epochs=epoch)
         te = _split(store, caches, fold, "test")                                # read once, for the chosen head
         test = scores(te[1], _predict(net, te[0]).argmax(1), k)
-        weights = [h.layer_weights(__import__("mxnet").nd, h.layer_logits.data()).asnumpy().ravel().round(3).tolist()
+        test_train_only = scores(te[1], _predict(heads_net, te[0]).argmax(1), k) if refit else test
+        weights = [h.layer_weights(mx.nd, h.layer_logits.data()).asnumpy().ravel().round(3).tolist()
                    for h in net.heads]
         row = {"fold": fold, "config": dict(cfg, layer=list(cfg["layer"])), "valid_" + metric: vscore,
-               "epochs": epoch, "test": test, "n_train": int(len(tr[1])), "n_valid": int(len(va[1])),
+               "epochs": epoch, "test": test, "test_train_only": test_train_only, "refit": bool(refit), "n_train": int(len(tr[1])), "n_valid": int(len(va[1])),
                "n_test": int(len(te[1])), "layer_weights": weights, "seconds": round(time.time() - t0, 1)}
         log(f"fold {fold}: chose {HeadConfig(cfg).label()} (valid {metric} {vscore:.3f}, epoch {epoch}); "
-            f"test UA {test['ua']:.3f} WA {test['wa']:.3f} wF1 {test['weighted_f1']:.3f}")
+            f"test UA {test['ua']:.3f} WA {test['wa']:.3f} wF1 {test['weighted_f1']:.3f}"
+            + (f" (head on train only: UA {test_train_only['ua']:.3f})" if refit else ""))
         results.append(row)
     return results
