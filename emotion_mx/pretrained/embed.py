@@ -138,7 +138,17 @@ class _Embedder:
         states, m = self.net(self.mx.nd.array(x), self.mx.nd.array(mask))    # (N, L, T', C)
         return self._pool(states, m)
 
-    def _minilm(self, items):
+    def _minilm(self, items, sub_batch=16):
+        """Texts sorted by length into sub-batches of 16 (little padding), results in item order."""
+        order = sorted(range(len(items)), key=lambda i: len(items[i].text or ""))
+        out = [None] * len(items)
+        for a in range(0, len(order), sub_batch):
+            idx = order[a:a + sub_batch]
+            for i, f in zip(idx, self._minilm_batch([items[i] for i in idx])):
+                out[i] = f
+        return np.stack(out)
+
+    def _minilm_batch(self, items):
         texts = [it.text or "" for it in items]
         if self.context is None:
             ids, mask = self.tok(texts)
