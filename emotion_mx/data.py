@@ -127,6 +127,10 @@ class FeatureStore:
             cfg = yaml.safe_load(f) or {}
         return {k: cfg[k] for k in ("audio", "text", "face", "align") if k in cfg}
 
+    def media_root(self):
+        """The corpus root the manifest's media paths are relative to (recorded by the build)."""
+        return read_json(os.path.join(self.path, "meta.json"))["root"]
+
     def audio_dim(self, audio_feature):
         first = next(i for i, e in self.index.items() if "logmel" in e.get("shapes", {}))
         return sum(self.index[first]["shapes"][k][1] for k in audio_feature.split("+"))

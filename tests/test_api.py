@@ -188,3 +188,8 @@ def test_readme_example_runs(models, tmp_path, capsys):
     assert "('audio', 'text', 'video')" in lines[0]
     assert lines[2] in ("anger", "happiness", "neutral", "sadness")
     assert lines[3].startswith("[")
+    # the demo's closing step (emotion_mx.demo.predict_with_api) on the same tree
+    from emotion_mx.demo import predict_with_api
+    item, r = predict_with_api(str(tmp_path / "work" / "demo" / "export"), str(tmp_path / "work" / "demo" / "corpus"))
+    assert item.id == "spk06_anger_00" and item.label == "anger"
+    assert r.modalities == ("audio", "text", "video")

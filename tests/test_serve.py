@@ -290,8 +290,8 @@ def test_serve_extra_missing_is_one_line(tmp_path):
                          env=dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}"),
                          capture_output=True, text=True)
     assert out.returncode == 2
-    assert out.stderr.strip() == ("error: the REST service (fastapi) needs the optional 'serve' dependencies "
-                                  "(blocked for the test); install them with pip install 'emotion_mx[serve]'")
+    assert out.stderr.strip() == ("error: the REST service needs the optional 'serve' dependencies (blocked for the "
+                                  "test); install them with pip install 'emotion_mx[serve]'")
 
 
 @pytest.mark.slow
@@ -319,3 +319,13 @@ def test_ray_serve_two_replicas(models, media, tmp_path):
     finally:
         server.stop()
         assert server.proc.returncode is not None
+
+
+def test_live_page_mounted(servers):
+    """The live page (emotion_mx.live) is mounted at /live and uses the served model."""
+    pytest.importorskip("emotion_mx.live")
+    url = servers["main"]
+    page = httpx.get(url + "/live/", timeout=30)
+    assert page.status_code == 200 and page.text.lstrip().lower().startswith("<!doctype html>")
+    info = httpx.get(url + "/live/info", timeout=60).json()
+    assert info["model"] == "tri" and info["modalities"] == ["audio", "text", "video"]

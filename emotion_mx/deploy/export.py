@@ -9,8 +9,11 @@ from ..errors import EmotionMXError
 PARITY_TOLERANCE = 1e-5
 
 
-def export(run_dir, out_dir, batch_size=1, onnx=False):
-    """Export ``run_dir`` to ``out_dir``; reloads the files and checks they reproduce the block."""
+def export(run_dir, out_dir, batch_size=1, onnx=False, measure_runtime=True):
+    """Export ``run_dir`` to ``out_dir``; reloads the files and checks they reproduce the block.
+
+    With ``onnx``: also DIR/model.onnx and (``measure_runtime``) DIR/runtime.json, MXNet vs ORT
+    timed on this CPU, which ``runtime="auto"`` follows."""
     import mxnet as mx
     net, spec = A.load_run_model(run_dir)
     sidecar = A.export_block(net, spec, out_dir, batch_size=batch_size, run_dir=run_dir)
@@ -28,4 +31,8 @@ def export(run_dir, out_dir, batch_size=1, onnx=False):
     if onnx:
         from .onnx_export import export_onnx
         summary["onnx"] = export_onnx(out_dir)
+        if measure_runtime:
+            from .ort_runtime import measure_runtimes, resolve_runtime
+            measure_runtimes(out_dir, measured_at="export")
+            summary["runtime"] = resolve_runtime(out_dir, "auto")[1]
     return summary

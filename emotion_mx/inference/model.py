@@ -107,15 +107,27 @@ def _required_norm(norm, settings, modalities, model_dir):
 
 
 class ExportedModel:
-    """``ExportedModel(model_dir)``: load once, then :meth:`probabilities` on assembled inputs."""
+    """``ExportedModel(model_dir, runtime="auto")``: load once, then :meth:`probabilities` on
+    assembled inputs.  ``runtime``: ``mxnet``, ``onnxruntime`` (the folder's ``model.onnx``) or
+    ``auto`` (the faster one recorded in ``runtime.json`` at export/quantize time; MXNet when
+    there is no record).  ``runtime_message`` says which runs and why; with ORT, MXNet is not
+    imported at all."""
 
-    def __init__(self, model_dir, ctx=None):
-        import mxnet as mx
+    def __init__(self, model_dir, ctx=None, runtime="auto"):
+        from ..deploy.ort_runtime import OrtRunner, resolve_runtime
         self.model_dir = model_dir
-        self.block, self.sidecar = A.load_exported(model_dir, ctx=ctx)
-        # one cached graph with static memory per input shape (batches are padded to one size)
-        self.block.hybridize(static_alloc=True, static_shape=True)
-        self.ctx = ctx or mx.cpu()
+        self.runtime, self.runtime_message = resolve_runtime(model_dir, runtime)
+        self.ort = self.block = None
+        if self.runtime == "onnxruntime":
+            self.sidecar = A.read_sidecar(model_dir)
+            self.ort = OrtRunner(os.path.join(model_dir, A.ONNX_MODEL))
+            self.ctx = None
+        else:
+            import mxnet as mx
+            self.block, self.sidecar = A.load_exported(model_dir, ctx=ctx)
+            # one cached graph with static memory per input shape (batches are padded to one size)
+            self.block.hybridize(static_alloc=True, static_shape=True)
+            self.ctx = ctx or mx.cpu()
         sc = self.sidecar
         self.labels = list(sc["labels"])
         self.modalities = tuple(m for m in A.MODALITY_ORDER if m in sc["modalities"])
@@ -140,8 +152,10 @@ class ExportedModel:
 
     def logits(self, inputs):
         """Logits ``(B, C)`` for a dict of input arrays (checked against the sidecar)."""
-        import mxnet as mx
         arrays = A.exported_input_arrays(self.sidecar, inputs)
+        if self.ort is not None:
+            return self.ort(dict(zip(self.input_names, arrays)))
+        import mxnet as mx
         out = self.block(*[mx.nd.array(x, ctx=self.ctx) for x in arrays])
         return out.asnumpy()
 

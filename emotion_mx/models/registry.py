@@ -93,6 +93,8 @@ def input_names(modalities=MODALITIES):
 def model_info(name):
     """(family class, fixed modalities or None, hyper-parameters dict copy) of a preset."""
     _check_name(name)
+    if name not in PRESETS:   # registered directly (pretrained encoders): no fusion family
+        raise EmotionMXError(f"model {name!r} is not a fusion preset; it has no family hyper-parameters")
     family, fixed, hp = PRESETS[name]
     return FAMILIES[family], fixed, dict(hp)
 
@@ -110,7 +112,7 @@ def valid_kwargs(name):
 
 
 def _check_name(name):
-    if name not in PRESETS or name not in _REGISTRY:
+    if name not in _REGISTRY:
         raise EmotionMXError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
 
 

@@ -11,14 +11,12 @@
 FastAPI, uvicorn, python-multipart and prometheus-client are the ``[serve]`` extra: a missing
 one fails with one line naming it (:func:`require`).
 """
-from ..optional import require as _require
-
-EXTRA_MODULES = {"fastapi": "fastapi", "uvicorn": "uvicorn", "multipart": "python-multipart",
-                 "prometheus_client": "prometheus-client"}
+SERVE_MODULES = ("fastapi", "uvicorn", "multipart", "prometheus_client")
 
 
 def require(*modules):
-    """Import check for the ``[serve]`` extra: one line naming the missing package and the extra
-    (:func:`emotion_mx.optional.require`)."""
-    for mod in modules or tuple(EXTRA_MODULES):
-        _require(mod, "serve", f"the REST service ({EXTRA_MODULES.get(mod, mod)})")
+    """Import check for the ``[serve]`` extra (:func:`emotion_mx.optional.require`): one line
+    naming what is missing and the extra to install."""
+    from ..optional import require as require_extra
+    for mod in modules or SERVE_MODULES:
+        require_extra(mod, "serve", feature="the REST service")
