@@ -16,6 +16,7 @@ Exported model directory (``tools/export.py``, read by C++, ONNX, predict, strea
 """
 import os
 
+from .contract import check_modalities, input_names
 from .errors import EmotionMXError
 from .fileio import read_json, write_json
 
@@ -80,27 +81,11 @@ SIDECAR = MODEL_SPEC                    # DIR/model.json (same file name as the 
 QUANT_REPORT = "quant_report.json"
 ONNX_MODEL = "model.onnx"
 SIDECAR_FORMAT = "emotion_mx.exported/1"
-MODALITY_ORDER = ("audio", "text", "video")
 # Data settings copied from the run spec (top level or under "settings") into the sidecar.
 FEATURE_KEYS = ("audio_feature", "audio_norm", "sample_rate", "n_mels", "win_ms", "hop_ms", "n_mfcc", "deltas",
                 "prosody", "fmin", "fmax", "max_audio_frames", "max_tokens", "num_frames",
                 "frame_size", "frame_channels", "face_size", "face_channels", "grayscale", "lang",
                 "preprocessing")
-
-
-def input_names(modalities):
-    """Model input names in positional order (DESIGN.md contract): two per modality."""
-    try:
-        from .models import input_names as registry_names
-    except ImportError:
-        registry_names = None
-    mods = tuple(modalities)
-    bad = [m for m in mods if m not in MODALITY_ORDER]
-    if bad:
-        raise EmotionMXError(f"unknown modality '{bad[0]}'; choose from {', '.join(MODALITY_ORDER)}")
-    if registry_names is not None:
-        return list(registry_names(mods))
-    return [n for m in MODALITY_ORDER if m in mods for n in (m, f"{m}_mask")]
 
 
 def trace_symbol(net, names):
@@ -177,7 +162,7 @@ def first_error_line(e):
 
 def make_sidecar(spec, *, batch_size=1, precision="fp32", norm=None, vocab_file=None, extra=None):
     """The exported model's self-description (DIR/model.json), built from a run's model spec."""
-    modalities = [m for m in MODALITY_ORDER if m in spec["modalities"]]
+    modalities = list(check_modalities(spec["modalities"]))
     names = input_names(modalities)
     missing = [n for n in names if n not in spec["inputs"]]
     if missing:

@@ -10,12 +10,12 @@ import os
 import numpy as np
 
 from . import store as st
+from .contract import check_modalities
 from .errors import EmotionMXError
 from .fileio import read_json
 from .manifest import read_manifest
 from .splits import split_of
 
-MODALITIES = ("audio", "text", "video")
 AUDIO_FEATURES = ("logmel", "mfcc", "logmel+prosody", "mfcc+prosody", "logmel+mfcc+prosody")
 MAX_AUDIO_FRAMES = 1500   # 15 s at a 10 ms hop: longer utterances are cut
 MAX_TOKENS = 128
@@ -29,15 +29,6 @@ def load_settings(mapping):
     """The :data:`LOAD_KEYS` of a run spec, sidecar ``features`` or settings dict (None dropped)."""
     mapping = mapping or {}
     return {k: mapping[k] for k in LOAD_KEYS if mapping.get(k) is not None}
-
-
-def parse_modalities(value):
-    """'audio,text' or a sequence → canonical ordered tuple; unknown names are an error."""
-    names = [m.strip() for m in (value.split(",") if isinstance(value, str) else value) if m.strip()]
-    bad = [m for m in names if m not in MODALITIES]
-    if bad or not names:
-        raise EmotionMXError(f"unknown modality '{bad[0] if bad else value}'; choose from {', '.join(MODALITIES)}")
-    return tuple(m for m in MODALITIES if m in names)
 
 
 class FeatureStore:
@@ -134,7 +125,7 @@ class FeatureStore:
 
 def data_spec(store, fold, modalities, **settings):
     """Feature-dependent model keyword arguments plus the resolved data settings."""
-    modalities = parse_modalities(modalities)
+    modalities = check_modalities(modalities)
     s = store.resolve_settings(modalities, **settings)
     spec = {"settings": s, "model_kwargs": {}}
     kw = spec["model_kwargs"]
@@ -167,7 +158,7 @@ def assemble_inputs(items, modalities, settings, norm, vocab=None):
     ``logmel``/``mfcc``/``prosody`` (T, F) arrays, ``tokens`` (list of str) and ``frames``
     (N, C, S, S) uint8.  Shared by store loading and by prediction from raw media, so both
     prepare inputs identically.  ``settings``: the resolved data settings (see data_spec)."""
-    modalities = parse_modalities(modalities)
+    modalities = check_modalities(modalities)
     n = len(items)
     inputs = {}
     if "audio" in modalities:
@@ -214,7 +205,7 @@ def load_arrays(store, ids, modalities, *, fold, audio_feature="logmel", max_aud
     ``norm``/``vocab`` default to the fold's (training-split) statistics and vocabulary; a
     trained run passes its own copies so that evaluation uses exactly what training used.
     """
-    modalities = parse_modalities(modalities)
+    modalities = check_modalities(modalities)
     settings = store.resolve_settings(modalities, audio_feature, max_audio_frames, max_tokens, num_frames,
                                       audio_norm)
     norm = norm if norm is not None else store.norm(fold)

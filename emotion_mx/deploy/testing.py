@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from .. import artifacts as A
+from ..contract import input_shapes, random_inputs
 from ..fileio import write_json
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
@@ -19,13 +20,8 @@ def spec_for(name, num_classes=4, modalities=None, **features):
     kwargs = {k: v for k, v in f.items() if k in valid_kwargs(name)}
     net = get_model(name, num_classes=num_classes, modalities=modalities, **kwargs)
     mods = list(net.modalities)
-    shapes = {"audio": [f["audio_frames"], f["audio_dim"]], "audio_mask": [f["audio_frames"]],
-              "text": [f["max_tokens"]], "text_mask": [f["max_tokens"]],
-              "video": [f["num_frames"], f["frame_channels"], f["frame_size"], f["frame_size"]],
-              "video_mask": [f["num_frames"]]}
-    names = A.input_names(mods)
     spec = {"name": name, "kwargs": kwargs, "modalities": mods, "num_classes": num_classes,
-            "labels": LABELS[:num_classes], "inputs": {n: shapes[n] for n in names},
+            "labels": LABELS[:num_classes], "inputs": input_shapes(mods, **f),
             "audio_feature": "logmel", "sample_rate": 16000, "n_mels": f["audio_dim"], "hop_ms": 10.0,
             "max_audio_frames": f["audio_frames"], "max_tokens": f["max_tokens"],
             "num_frames": f["num_frames"], "frame_size": f["frame_size"],
@@ -55,25 +51,13 @@ def make_run(run_dir, name="mid_tiny", seed=0, **kw):
 
 
 def synthetic_inputs(spec_or_sidecar, batch_size=4, seed=0, missing=None):
-    """Contract-conforming random inputs; ``missing``: a modality whose mask rows are all zero."""
-    rng = np.random.RandomState(seed)
+    """Contract-conforming random inputs with random lengths (:func:`contract.random_inputs`);
+    ``missing``: a modality whose mask rows are all zero."""
     if "format" in spec_or_sidecar:
         shapes = {i["name"]: i["shape"][1:] for i in spec_or_sidecar["inputs"]}
         vocab = spec_or_sidecar["model"]["kwargs"].get("vocab_size", 50)
     else:
         shapes = spec_or_sidecar["inputs"]
         vocab = spec_or_sidecar["kwargs"].get("vocab_size", 50)
-    out = {}
-    for name, shape in shapes.items():
-        shape = [batch_size] + list(shape)
-        if name.endswith("_mask"):
-            lengths = rng.randint(1, shape[1] + 1, size=batch_size)
-            x = (np.arange(shape[1])[None, :] < lengths[:, None]).astype(np.float32)
-            if missing and name == f"{missing}_mask":
-                x[:] = 0.0
-        elif name == "text":
-            x = rng.randint(1, vocab, size=shape).astype(np.float32)
-        else:
-            x = rng.randn(*shape).astype(np.float32)
-        out[name] = x
-    return out
+    return random_inputs(shapes, batch_size=batch_size, vocab_size=vocab, seed=seed, masks="random",
+                         missing=missing)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import artifacts as A
 from ..config import AlignConfig, DatasetConfig, from_dict, replace
+from ..contract import check_modalities
 from ..errors import EmotionMXError
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class ExportedModel:
         self.ctx = ctx or mx.cpu()
         sc = self.sidecar
         self.labels = list(sc["labels"])
-        self.modalities = tuple(m for m in A.MODALITY_ORDER if m in sc["modalities"])
+        self.modalities = check_modalities(sc["modalities"])
         self.input_names = [i["name"] for i in sc["inputs"]]
         self.precision = sc.get("precision", "fp32")
         self.settings = data_settings(sc)

@@ -31,13 +31,14 @@ In ``MidFusion`` the cross-modal head adds a residual to the experts' product, o
 """
 from mxnet.gluon import HybridBlock, nn
 
+from ..contract import check_modalities
 from .attention import TransformerStack
 from .audio import AudioCNN, AudioCRNN
 from .common import MODALITIES, NEG_INF, MaskedPool, presence
 from .text import TextBiLSTM, TextTransformer
 from .video import VideoMobileNet
 
-__all__ = ["EarlyFusion", "MidFusion", "LateFusion", "check_modalities", "training_outputs"]
+__all__ = ["EarlyFusion", "MidFusion", "LateFusion", "training_outputs"]
 
 
 def training_outputs(net, out):
@@ -53,13 +54,6 @@ def training_outputs(net, out):
     if getattr(net, "_return_features", False):
         res["features"] = out.pop(0)
     return res
-
-
-def check_modalities(modalities):
-    mods = tuple(modalities)
-    if not mods or len(set(mods)) != len(mods) or any(m not in MODALITIES for m in mods):
-        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {mods}")
-    return tuple(m for m in MODALITIES if m in mods)       # canonical order
 
 
 class _Fusion(HybridBlock):

@@ -10,9 +10,9 @@ caller (the data settings) and default to FEATURE_DEFAULTS.
 """
 import inspect
 
+from ..contract import MODALITIES, check_modalities, input_names
 from ..errors import EmotionMXError
-from .common import MODALITIES
-from .fusion import EarlyFusion, LateFusion, MidFusion, check_modalities
+from .fusion import EarlyFusion, LateFusion, MidFusion
 
 __all__ = ["register_model", "get_model", "list_models", "input_names", "model_info",
            "PRESETS", "FEATURE_DEFAULTS", "valid_kwargs"]
@@ -82,14 +82,6 @@ def list_models():
     return sorted(_REGISTRY)
 
 
-def input_names(modalities=MODALITIES):
-    """Positional input names in canonical order, e.g. ['audio', 'audio_mask', 'text', ...]."""
-    names = []
-    for m in check_modalities(modalities):
-        names += [m, f"{m}_mask"]
-    return names
-
-
 def model_info(name):
     """(family class, fixed modalities or None, hyper-parameters dict copy) of a preset."""
     _check_name(name)
@@ -128,10 +120,7 @@ def _create(name, num_classes, modalities, kw):
         modalities = fixed
     elif modalities is None:
         modalities = MODALITIES
-    try:
-        modalities = check_modalities(modalities)
-    except ValueError as e:
-        raise EmotionMXError(str(e)) from None
+    modalities = check_modalities(modalities)
     args = dict(FEATURE_DEFAULTS)
     args.update(hp)
     args.update(kw)

@@ -30,7 +30,9 @@ from typing import Any, Mapping, Optional, Tuple
 import yaml
 
 from ..config import FrozenDict, from_dict, to_dict
-from ..errors import ConfigError
+from ..contract import DATA_MODEL_KWARGS
+from ..errors import ConfigError, EmotionMXError
+from ..models import get_model, list_models, model_info, valid_kwargs
 from ..training.config import ModelConfig, TrainConfig
 
 __all__ = ["Dimension", "Budget", "SearchConfig", "load_search_config", "check_search_config",
@@ -175,8 +177,6 @@ def _choices(cfg, key, base_value):
 
 
 def _check_models(cfg):
-    from ..models import list_models, model_info, valid_kwargs
-    from ..training.run import DATA_MODEL_KWARGS
     if "model.name" in cfg.space and cfg.space["model.name"].kind != "categorical":
         raise ValueError("space.model.name must be categorical (a list of registry names)")
     names = _choices(cfg, "model.name", cfg.base.model.name)
@@ -240,8 +240,6 @@ def load_search_config(path):
 def check_search_config(cfg, source="search config"):
     """Build the TrainConfig of every categorical value and range end (others at their
     defaults): a value TrainConfig rejects is reported here, with its key."""
-    from ..errors import EmotionMXError
-    from ..models import get_model
     default = {k: _default(d) for k, d in cfg.space.items()}
     for key, dim in cfg.space.items():
         for value in dim.probe_values():

@@ -23,8 +23,9 @@ from ..errors import EmotionMXError
 from ..fileio import write_json
 from .evaluate import load_run_split
 from .losses import DistillationLoss, SimilarityKDLoss, SoftTargetCE, class_weights_from_counts
-from .run import DATA_MODEL_KWARGS, mel_bins_for, open_store
-from .trainer import evaluate_split, fit, fused_logits, input_names, predict_features, predict_logits
+from ..contract import DATA_MODEL_KWARGS, input_names
+from .run import mel_bins_for, open_store
+from .trainer import evaluate_split, fit, fused_logits, predict_features, predict_logits
 
 __all__ = ["distill", "format_report", "measure_latency", "count_params"]
 

@@ -6,7 +6,8 @@ import os
 from .. import artifacts
 from ..errors import EmotionMXError
 from ..fileio import atomic_path, read_json, write_json
-from .trainer import evaluate_split, input_names
+from ..contract import input_names
+from .trainer import evaluate_split
 
 __all__ = ["evaluate_run", "plot_confusion", "load_run_split"]
 

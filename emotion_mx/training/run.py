@@ -13,17 +13,14 @@ import numpy as np
 
 from .. import artifacts
 from ..config import dump_config
+from ..contract import DATA_MODEL_KWARGS, input_names
 from ..errors import ConfigError, EmotionMXError
 from ..fileio import atomic_path, write_json
 from .amp import init_amp, resolve_precision
 from .distributed import make_worker, shard_indices
-from .trainer import Split, fit, input_names
+from .trainer import Split, fit
 
 __all__ = ["train", "open_store", "load_split", "model_kwargs", "mel_bins_for", "DATA_MODEL_KWARGS"]
-
-# model keyword arguments that come from the feature store, never from the training config
-DATA_MODEL_KWARGS = ("audio_dim", "audio_frames", "vocab_size", "max_tokens", "num_frames",
-                     "frame_size", "frame_channels")
 
 
 def open_store(data_dir):

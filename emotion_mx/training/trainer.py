@@ -25,6 +25,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from ..contract import input_names
 from ..errors import EmotionMXError
 from ..fileio import atomic_path, write_json
 from ..models.fusion import training_outputs
@@ -37,24 +38,14 @@ from .metrics import SELECTION_METRIC, classification_metrics
 from .optim import PlateauTracker, learning_rate, make_optimizer
 
 __all__ = ["Split", "FitResult", "fit", "predict_logits", "evaluate_split", "epoch_batches",
-           "input_names", "materialize"]
+           "materialize"]
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("audio", "text", "video")
 METRICS_CSV = "metrics.csv"
 BEST_JSON = "best.json"
 CURVES_PNG = "curves.png"
 TB_DIR = "tensorboard"
-
-
-def input_names(modalities):
-    """Positional input names (DESIGN.md): value then mask per modality, canonical order."""
-    names = []
-    for m in MODALITIES:
-        if m in modalities:
-            names += [m, f"{m}_mask"]
-    return names
 
 
 @dataclass
