@@ -217,7 +217,7 @@ def build_dataset(corpus, root, out, cfg=None, workers=1, folds=None, strict=Fal
 
     # 2. the output folder: a new build, or the resumption of one with the same settings
     os.makedirs(os.path.join(out, st.SHARD_DIR), exist_ok=True)
-    meta_path = os.path.join(out, "meta.json")
+    meta_path = os.path.join(out, st.BUILD_META)
     chash = _config_hash(cfg, root)
     if os.path.exists(meta_path):
         prev = read_json(meta_path)
@@ -226,7 +226,7 @@ def build_dataset(corpus, root, out, cfg=None, workers=1, folds=None, strict=Fal
                                  "use a new --out folder (or delete that one) to rebuild")
     write_json(meta_path, {"corpus": corpus, "root": os.path.realpath(root), "config_hash": chash,
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    dump_config(cfg, os.path.join(out, "config.yaml"))
+    dump_config(cfg, os.path.join(out, st.CONFIG))
     st.clean_partial(out)
     index_path = os.path.join(out, st.INDEX)
     if os.path.exists(index_path):
@@ -322,20 +322,20 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0):
                              f"{skipped[0][1] if skipped else 'unknown'}")
 
     # 4a. normalised manifest and labels
-    write_manifest(os.path.join(out, "manifest.jsonl"), usable)
+    write_manifest(os.path.join(out, st.MANIFEST), usable)
     keep = list(cfg.labels.keep)
     labels = [l for l in keep if any(it.label == l for it in usable)] if keep else \
         sorted({it.label for it in usable})
-    write_json(os.path.join(out, "labels.json"), labels)
+    write_json(os.path.join(out, st.LABELS), labels)
 
     # 4b. speaker-independent folds and the leakage check (fails the build)
     folds = make_folds(usable, k=cfg.splits.folds, seed=cfg.splits.seed)
     check_leakage(usable, folds)
-    write_json(os.path.join(out, "folds.json"), folds)
+    write_json(os.path.join(out, st.FOLDS), folds)
 
     # 4c. per-fold normalisation statistics and vocabularies, from each fold's train split only
-    os.makedirs(os.path.join(out, "norm"), exist_ok=True)
-    os.makedirs(os.path.join(out, "vocab"), exist_ok=True)
+    os.makedirs(os.path.join(out, st.NORM_DIR), exist_ok=True)
+    os.makedirs(os.path.join(out, st.VOCAB_DIR), exist_ok=True)
     has_text = any("tokens" in metas[it.id] for it in usable)
     split_counts = []
     for f, fold in enumerate(folds["folds"]):
@@ -343,12 +343,12 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0):
         for it in usable:
             sides[split_of(it, fold)].append(it.id)
         split_counts.append({k: len(v) for k, v in sides.items()})
-        write_json(os.path.join(out, "norm", f"fold{f}.json"), _fold_stats(metas, sides["train"]))
+        write_json(st.norm_path(out, f), _fold_stats(metas, sides["train"]))
         if has_text:
             from .features.text import build_vocab, save_vocab
             vocab = build_vocab([metas[i]["tokens"] for i in sides["train"] if "tokens" in metas[i]],
                                 min_freq=cfg.text.min_freq, max_size=cfg.text.max_vocab)
-            save_vocab(vocab, os.path.join(out, "vocab", f"fold{f}.json"))
+            save_vocab(vocab, st.vocab_path(out, f))
 
     # 4d. stats and, last, the index that marks the store complete
     align_err = [metas[it.id]["align_ref_error"] for it in usable if "align_ref_error" in metas[it.id]]
@@ -371,7 +371,7 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0):
         "skipped_items": [{"id": i, "reason": r} for i, r in skipped],
         "seconds": round(seconds, 2),
     }
-    write_json(os.path.join(out, "stats.json"), stats)
+    write_json(os.path.join(out, st.STATS), stats)
     index = {}
     for it in usable:
         m = metas[it.id]

@@ -115,7 +115,7 @@ class StreamRunner:
         t0 = time.perf_counter()
         text = text_between(self.cues, w.start, w.end) if self.cues else ""
         feats, missing = window_features(w, text, self.predictor.config, self.modalities, self.face_cache,
-                                         self.executor, self.predictor.model.settings["audio_feature"])
+                                         self.executor, self.predictor.model.settings.audio_feature)
         t1 = time.perf_counter()
         present = self.predictor.present(feats)
         row = {"window": w.index, "start": w.start, "end": w.end, "partial": w.partial,

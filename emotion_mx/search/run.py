@@ -21,6 +21,7 @@ from typing import List, Optional
 from ..config import to_dict
 from ..errors import EmotionMXError
 from ..fileio import read_json, write_json
+from ..store import FeatureStore
 from .config import check_search_config, space_fingerprint
 from .report import LEADERBOARD_MD, leaderboard, write_reports
 from .trials import METRIC, TRIALS_DIR, TrialFailed, TrialLog, failed_record, run_trial
@@ -150,8 +151,7 @@ def _remove_unfinished_ray_runs(out_dir, trial_log):
 
 
 def _check_store(data_dir, fold):
-    from ..training.run import open_store
-    store = open_store(data_dir)
+    store = FeatureStore(data_dir)
     for split in ("train", "valid"):
         if not store.ids(fold, split):
             raise EmotionMXError(f"{data_dir}: fold {fold} has no {split} items; the search selects on "

@@ -19,13 +19,14 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
 from ..contract import input_names
+from ..data import Split
 from ..errors import EmotionMXError
 from ..fileio import atomic_path, write_json
 from ..models.fusion import training_outputs
@@ -46,37 +47,6 @@ METRICS_CSV = "metrics.csv"
 BEST_JSON = "best.json"
 CURVES_PNG = "curves.png"
 TB_DIR = "tensorboard"
-
-
-@dataclass
-class Split:
-    """Model inputs (name → array with N rows) and int labels (N,) of one data split."""
-    inputs: Dict[str, np.ndarray]
-    labels: np.ndarray
-    ids: Optional[List[str]] = None
-    teacher_logits: Optional[np.ndarray] = None   # (N, K) soft targets for distillation
-    teacher_features: Optional[np.ndarray] = None  # (N, D) for feature-level distillation
-
-    def __post_init__(self):
-        self.labels = np.asarray(self.labels, dtype=np.int32)
-        if self.teacher_logits is not None and len(self.teacher_logits) != len(self.labels):
-            raise ValueError("teacher_logits and labels differ in length")
-        bad = {k: v.shape[0] for k, v in self.inputs.items() if v.shape[0] != len(self.labels)}
-        if bad:
-            raise ValueError(f"inputs and labels differ in length: {bad} vs {len(self.labels)}")
-
-    def __len__(self):
-        return len(self.labels)
-
-    def take(self, idx):
-        return {k: v[idx] for k, v in self.inputs.items()}, self.labels[idx]
-
-    def subset(self, idx):
-        inputs, labels = self.take(idx)
-        ids = [self.ids[i] for i in idx] if self.ids is not None else None
-        teacher = self.teacher_logits[idx] if self.teacher_logits is not None else None
-        feats = self.teacher_features[idx] if self.teacher_features is not None else None
-        return Split(inputs, labels, ids, teacher, feats)
 
 
 @dataclass
