@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= work/demo
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test clean-demo
+.PHONY: setup demo test lint clean-demo
 
 setup: $(VENV)/.installed-$(MXNET)
 
@@ -26,6 +26,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+# the layering rule of docs/DESIGN.md (.importlinter)
+lint: setup
+	PYTHONPATH=. $(VENV)/bin/lint-imports
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

@@ -22,10 +22,17 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from . import store as st
-from .config import DatasetConfig, dump_config, to_dict
+from .config import DatasetConfig, dump_config, replace, to_dict
+from .corpora import read_corpus
+from .corpora.labels import apply_label_config
 from .errors import BadItem, EmotionMXError
+from .features import audio as fa
+from .features.align import align_words, boundary_error, pool_over_spans, read_iemocap_wdseg
+from .features.face import extract_faces
+from .features.text import build_vocab, save_vocab, tokenize
 from .fileio import read_json, write_json
 from .manifest import resolve_media, write_manifest
+from .splits import check_leakage, make_folds, split_of
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +59,6 @@ def _sums(x):
 
 def extract_item(item, root, cfg):
     """Features of one utterance: ``(arrays, meta)``; raises BadItem when unusable."""
-    from .features import audio as fa
 
     arrays, meta = {}, {"label": item.label, "group": item.group, "flags": {}, "sums": {}}
     wave = None
@@ -74,7 +80,6 @@ def extract_item(item, root, cfg):
 
     # 1b. text: tokens (ids are assigned per fold, from the fold's training vocabulary)
     if "text" in mods and cfg.text.enabled:
-        from .features.text import tokenize
         tokens = tokenize(item.text or "", lower=cfg.text.lower)
         if not tokens:
             raise BadItem("empty transcript; give the item text or drop its 'text' field", item_id=item.id)
@@ -82,7 +87,6 @@ def extract_item(item, root, cfg):
 
     # 1c. faces: N frames spread over the utterance (a still image is one frame)
     if "video" in mods and cfg.face.enabled:
-        from .features.face import extract_faces
         f = cfg.face
         rel = item.video or item.image
         path = resolve_media(root, rel, item.id)
@@ -115,7 +119,6 @@ def extract_item(item, root, cfg):
 
 def _align(item, root, cfg, wave, arrays, meta):
     """Word spans by TTS + DTW, word-pooled audio/face features; a failure is recorded, not fatal."""
-    from .features.align import align_words, pool_over_spans, read_iemocap_wdseg, boundary_error
     a = cfg.audio
     voice = cfg.align.voice or DEFAULT_VOICES.get(item.lang or "en", item.lang or "en")
     try:
@@ -173,8 +176,6 @@ def _config_hash(cfg, root):
 
 def read_items(corpus, root, cfg):
     """Reader + label mapping. Returns ``(items, skipped)`` with skipped = [(id, reason)]."""
-    from .corpora import read_corpus
-    from .corpora.labels import apply_label_config
     items, skipped = read_corpus(corpus, root, **dict(cfg.reader))
     skipped = [(str(i), r) for i, r in skipped]
     kept, dropped = apply_label_config(items, cfg.labels, corpus=corpus)
@@ -199,7 +200,6 @@ def build_dataset(corpus, root, out, cfg=None, workers=1, folds=None, strict=Fal
     """
     cfg = cfg or DatasetConfig()
     if folds is not None:
-        from .config import replace
         cfg = replace(cfg, splits=replace(cfg.splits, folds=folds))
     if not os.path.isdir(root):
         raise EmotionMXError(f"corpus root {root} does not exist or is not a folder")
@@ -313,7 +313,6 @@ def _fold_stats(metas, ids):
 
 
 def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0):
-    from .splits import check_leakage, make_folds, split_of
     metas = _existing(out)
     usable = [it for it in items if it.id in metas]
     # items in a shard but no longer in the corpus listing (e.g. --limit changed) are ignored
@@ -345,7 +344,6 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0):
         split_counts.append({k: len(v) for k, v in sides.items()})
         write_json(st.norm_path(out, f), _fold_stats(metas, sides["train"]))
         if has_text:
-            from .features.text import build_vocab, save_vocab
             vocab = build_vocab([metas[i]["tokens"] for i in sides["train"] if "tokens" in metas[i]],
                                 min_freq=cfg.text.min_freq, max_size=cfg.text.max_vocab)
             save_vocab(vocab, st.vocab_path(out, f))

@@ -4,6 +4,8 @@ import json
 import os
 import tempfile
 
+from .errors import EmotionMXError
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -58,6 +60,5 @@ def read_jsonl(path):
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                from .errors import EmotionMXError
                 raise EmotionMXError(f"{path}:{lineno}: not valid JSON ({e.msg}); fix or remove that line") from None
     return rows

@@ -14,6 +14,7 @@ import numpy as np
 from .. import artifacts as A
 from .. import contract
 from ..errors import EmotionMXError
+from .runtime import Runner
 
 log = logging.getLogger(__name__)
 OPSET = 13
@@ -99,7 +100,6 @@ def export_onnx(model_dir, onnx_path=None, verify=True, batch_size=None):
 def verify_onnx(onnx_path, sym, args, aux, sidecar, batch_size):
     import onnx
     import onnxruntime as ort
-    from .runtime import Runner
     model = onnx.load(onnx_path)
     onnx.checker.check_model(model)
     inputs = random_inputs(sidecar, batch_size=batch_size)

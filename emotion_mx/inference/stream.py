@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import EmotionMXError
 from .sources import AudioPipe, CameraFrames, Microphone, Pacer, StreamClock, VideoFrames, live_merge, merge
 from .subtitles import text_between
-from .sync import SyncBuffer
+from .sync import SyncBuffer, Window
 from .window import FaceCache, window_features
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,6 @@ class StreamRunner:
     def warmup(self, seconds=None):
         """One throw-away window of synthetic media through features and model, so that one-off
         costs (numba compilation in librosa, MXNet graph set-up) do not count as latency."""
-        from .sync import Window
         seconds = seconds or self.window
         sr = self.predictor.config.audio.sample_rate
         wave = np.random.RandomState(0).normal(0, 0.1, int(seconds * sr)).astype(np.float32)

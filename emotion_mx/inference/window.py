@@ -21,6 +21,9 @@ those of ``Predictor`` (``extract_item``) on the same file segment.
 import numpy as np
 
 from ..errors import BadItem
+from ..features import audio as fa
+from ..features.face import crop_face
+from ..features.text import tokenize
 
 
 def audio_features_from_wave(wave, audio_cfg, prosody=None):
@@ -28,7 +31,6 @@ def audio_features_from_wave(wave, audio_cfg, prosody=None):
 
     ``prosody=False`` skips the prosody track (F0 tracking is the costly part) when the model
     does not use it; the other features do not depend on it."""
-    from ..features import audio as fa
     a = audio_cfg
     wave = np.asarray(wave, np.float32)
     if a.max_seconds is not None:
@@ -48,7 +50,6 @@ def audio_features_from_wave(wave, audio_cfg, prosody=None):
 
 def crop_face(image, face_cfg):
     """``((C, S, S) uint8, face_found)`` of one BGR frame: the per-frame step of extract_faces."""
-    from ..features.face import crop_face
     f = face_cfg
     return crop_face(image, f.size, f.grayscale, f.margin, f.detect, f.min_face)
 
@@ -94,7 +95,6 @@ def window_features(window, text, cfg, modalities, face_cache=None, executor=Non
     ``audio_feature`` (e.g. ``'logmel+prosody'``): the model's audio features (prosody is only
     computed if listed).
     """
-    from ..features.text import tokenize
     feats, missing = {}, {}
     audio = None
     prosody = None if audio_feature is None else "prosody" in audio_feature.split("+")
