@@ -31,11 +31,12 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from .contract import check_modalities, input_names
+from .contract import MODALITIES, check_modalities, input_names
 from .data import load_split
 from .errors import EmotionMXError
 from .features.text import load_vocab
-from .fileio import atomic_path, read_json, write_json, write_text
+from .fileio import atomic_path, ensure_output_dir, read_json, write_json, write_text
+from .manifest import inside_root
 from .models import get_model
 from .records import Record, plain
 from .store import DataSettings, FeatureStore
@@ -111,11 +112,67 @@ def save_model_spec(run_dir, spec):
     write_json(run_file(run_dir, MODEL_SPEC), ModelSpec.from_dict(spec).to_dict())
 
 
+def _read_json_file(path):
+    """JSON of ``path`` or one line saying why it cannot be read (never a traceback)."""
+    try:
+        return read_json(path)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise EmotionMXError(f"{path}: not valid JSON ({str(e).splitlines()[0]})") from None
+    except OSError as e:
+        raise EmotionMXError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _fail(path, key, what):
+    raise EmotionMXError(f"{path}: field '{key}' {what}; the file is damaged or not from emotion_mx")
+
+
+def _check_shape(path, key, shape, leading_batch=False):
+    if not isinstance(shape, list) or not shape or \
+            not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 2 ** 31 for d in shape):
+        _fail(path, key, f"must be a list of positive integers, got {shape!r}")
+
+
+def check_model_spec(spec, path):
+    """Validate a run's model.json (the one loader every tool goes through)."""
+    if not isinstance(spec, dict):
+        _fail(path, "(top level)", "must be a JSON object")
+    if not isinstance(spec.get("name"), str):
+        _fail(path, "name", "must be a model name string")
+    if not isinstance(spec.get("kwargs"), dict):
+        _fail(path, "kwargs", "must be an object")
+    mods = spec.get("modalities")
+    if not isinstance(mods, list) or not mods or any(m not in MODALITIES for m in mods):
+        _fail(path, "modalities", f"must be a non-empty list of {', '.join(MODALITIES)}")
+    n = spec.get("num_classes")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100000:
+        _fail(path, "num_classes", "must be a positive integer")
+    labels = spec.get("labels")
+    if not isinstance(labels, list) or len(labels) != n or not all(isinstance(x, str) for x in labels):
+        _fail(path, "labels", f"must be a list of {n} label strings")
+    inputs = spec.get("inputs")
+    if not isinstance(inputs, dict):
+        _fail(path, "inputs", "must be an object of input shapes")
+    for name, shape in inputs.items():
+        _check_shape(path, f"inputs.{name}", shape)
+    return spec
+
+
 def load_model_spec(run_dir):
     path = run_file(run_dir, MODEL_SPEC)
     if not os.path.isfile(path):
         raise EmotionMXError(f"{run_dir}: not a training run (no {MODEL_SPEC}); pass the --out folder of tools/train.py")
-    return ModelSpec.from_dict(read_json(path), where=path)
+    spec = check_model_spec(_read_json_file(path), path)
+    return _typed(lambda: ModelSpec.from_dict(spec, where=path), path)
+
+
+def _typed(build, path):
+    """``build()``, with a wrong-typed field of a damaged file as one error line."""
+    try:
+        return build()
+    except EmotionMXError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise EmotionMXError(f"{path}: {type(e).__name__}: {e}; the file is damaged or not from emotion_mx") from None
 
 
 def build_model(spec):
@@ -184,7 +241,7 @@ def save_symbol_params(out_dir, sym, arg_params, aux_params):
         raise EmotionMXError("refusing to export a model without parameters (was the block run once?)")
     data = {f"arg:{k}": v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     data.update({f"aux:{k}": v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    os.makedirs(out_dir, exist_ok=True)
+    ensure_output_dir(out_dir, "--out")
     write_text(os.path.join(out_dir, EXPORT_SYMBOL), sym.tojson())
     with atomic_path(os.path.join(out_dir, EXPORT_PARAMS)) as tmp:
         mx.nd.save(tmp, data)
@@ -209,6 +266,28 @@ def load_symbol_params(model_dir):
     args = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
     aux = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
     return sym, args, aux
+
+
+def check_params_match(sym, args, aux, input_shapes, where):
+    """Every argument and auxiliary state of ``sym`` (other than the inputs) must be in the
+    parameter file with the shape the graph infers from ``input_shapes``: parameters of
+    another graph otherwise load silently and give wrong (e.g. 3- instead of 4-class) outputs."""
+    try:
+        arg_shapes, _, aux_shapes = sym.infer_shape_partial(**input_shapes)
+    except Exception as e:
+        raise EmotionMXError(f"{where}: the symbol does not accept the sidecar's input shapes "
+                             f"({first_error_line(e)})") from None
+    for names, shapes, have, kind in ((sym.list_arguments(), arg_shapes, args, "arg"),
+                                      (sym.list_auxiliary_states(), aux_shapes, aux, "aux")):
+        for name, shape in zip(names, shapes or [None] * len(names)):
+            if name in input_shapes:
+                continue
+            if name not in have:
+                raise EmotionMXError(f"{where}: the parameter file does not belong to this graph: it has "
+                                     f"no '{kind}:{name}' (export the symbol and parameters together)")
+            if shape and all(shape) and tuple(have[name].shape) != tuple(shape):
+                raise EmotionMXError(f"{where}: the parameter file does not belong to this graph: "
+                                     f"'{kind}:{name}' is {list(have[name].shape)}, the graph expects {list(shape)}")
 
 
 def first_error_line(e):
@@ -250,8 +329,17 @@ def read_sidecar(model_dir):
     path = os.path.join(model_dir, SIDECAR)
     if not os.path.isfile(path):
         raise EmotionMXError(f"{model_dir}: no {SIDECAR}; not an exported model (use tools/export.py)")
-    sidecar = read_json(path)
-    if sidecar.get("format") == SIDECAR_FORMAT_V1:   # the input shapes are authoritative for the lengths
+    sidecar = _read_json_file(path)
+    fmt = sidecar.get("format") if isinstance(sidecar, dict) else None
+    if fmt not in (SIDECAR_FORMAT, SIDECAR_FORMAT_V1):
+        raise EmotionMXError(f"{path}: not an exported-model sidecar (format {fmt!r}, "
+                             f"expected {SIDECAR_FORMAT!r}); a training run is not an exported model")
+    check_sidecar(sidecar, path, model_dir)
+    return _typed(lambda: _upgrade_sidecar(sidecar, fmt, path), path)
+
+
+def _upgrade_sidecar(sidecar, fmt, path):
+    if fmt == SIDECAR_FORMAT_V1:   # upgraded here, once; the input shapes are authoritative for the lengths
         shapes = {i["name"]: i["shape"][1:] for i in sidecar["inputs"]}
         lengths = dict(zip(("max_audio_frames",), shapes.get("audio", [])[:1]),
                        **dict(zip(("max_tokens",), shapes.get("text", [])[:1])),
@@ -259,11 +347,39 @@ def read_sidecar(model_dir):
         sidecar["features"] = DataSettings.from_legacy({**(sidecar.get("features") or {}), **lengths},
                                                        sidecar["modalities"]).to_dict()
         sidecar["format"] = SIDECAR_FORMAT
-    elif sidecar.get("format") == SIDECAR_FORMAT:
-        sidecar["features"] = DataSettings.from_dict(sidecar["features"], f"{path}: features").to_dict()
     else:
-        raise EmotionMXError(f"{path}: not an exported-model sidecar (format {sidecar.get('format')!r}, "
-                             f"expected {SIDECAR_FORMAT!r}); a training run is not an exported model")
+        sidecar["features"] = DataSettings.from_dict(sidecar.get("features") or {}, f"{path}: features").to_dict()
+    return sidecar
+
+
+def check_sidecar(sidecar, path, model_dir):
+    """Validate an exported model's sidecar: types, shapes, and every file it names must be a
+    file inside ``model_dir`` (after symlinks): a model folder from someone else is untrusted."""
+    mods = sidecar.get("modalities")
+    if not isinstance(mods, list) or not mods or any(m not in MODALITIES for m in mods):
+        _fail(path, "modalities", f"must be a non-empty list of {', '.join(MODALITIES)}")
+    if not isinstance(sidecar.get("model"), dict):
+        _fail(path, "model", "must be an object")
+    labels = sidecar.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        _fail(path, "labels", "must be a non-empty list of label strings")
+    for key in ("inputs", "outputs"):
+        entries = sidecar.get(key)
+        if not isinstance(entries, list) or not entries:
+            _fail(path, key, "must be a non-empty list")
+        for i, e in enumerate(entries):
+            if not isinstance(e, dict) or not isinstance(e.get("name"), str):
+                _fail(path, f"{key}[{i}]", "must be an object with a 'name'")
+            _check_shape(path, f"{key}[{i}].shape", e.get("shape"))
+    for key in ("features", "normalisation"):
+        if sidecar.get(key) is not None and not isinstance(sidecar[key], dict):
+            _fail(path, key, "must be an object or null")
+    for key in ("vocab", "symbol_file", "params_file"):
+        ref = sidecar.get(key)
+        if ref is None:
+            continue
+        if not isinstance(ref, str) or inside_root(model_dir, ref) is None:
+            _fail(path, key, f"names {ref!r}, which is outside the model folder (symlinks followed)")
     return sidecar
 
 
@@ -353,6 +469,7 @@ def load_exported(model_dir, ctx=None):
     absent = [n for n in names if n not in sym.list_inputs()]
     if absent:
         raise EmotionMXError(f"{model_dir}: symbol has no input(s) {absent}; sidecar and symbol disagree")
+    check_params_match(sym, args, aux, {i["name"]: tuple(i["shape"]) for i in sidecar["inputs"]}, model_dir)
     # imports() takes the parameter dtypes from the file (INT8 weights stay int8); it warns
     # that it cannot infer input dtypes, which is expected for untyped vars.
     with warnings.catch_warnings():
@@ -372,5 +489,8 @@ def exported_input_arrays(sidecar, batch):
         arr = np.asarray(batch[name])
         if list(arr.shape[1:]) != list(spec["shape"][1:]):
             raise EmotionMXError(f"input '{name}' has shape {list(arr.shape)}, expected [B] + {spec['shape'][1:]}")
-        out.append(arr.astype(np.float32, copy=False))
+        arr = arr.astype(np.float32, copy=False)
+        if not np.isfinite(arr).all():
+            raise EmotionMXError(f"input '{name}' holds NaN or inf; inputs must be finite")
+        out.append(arr)
     return out

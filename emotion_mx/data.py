@@ -17,17 +17,6 @@ from .contract import check_modalities
 from .errors import EmotionMXError
 from .store import DataSettings, FeatureStore  # noqa: F401  (FeatureStore: re-exported)
 
-# The settings that decide how stored features become model inputs (the keywords of
-# FeatureStore.resolve_settings); kept for callers of load_settings.
-LOAD_KEYS = ("audio_feature", "audio_norm", "max_audio_frames", "max_tokens", "num_frames")
-
-
-def load_settings(mapping):
-    """The :data:`LOAD_KEYS` of a settings mapping (None dropped): ``load_arrays`` keywords."""
-    mapping = mapping or {}
-    return {k: mapping[k] for k in LOAD_KEYS if mapping.get(k) is not None}
-
-
 @dataclass
 class Split:
     """Model inputs (name → array with N rows) and int labels (N,) of one data split."""

@@ -95,7 +95,11 @@ def read_compose(root, *, audio=None, video=None, text=None, parts=5, seed=0, an
         raise EmotionMXError(f"compose: option 'parts' must be a positive integer, got {parts!r}")
 
     pools = {}
+    from ..manifest import inside_root
     for key, spec in specs.items():
+        if inside_root(root, spec["path"]) is None:
+            raise EmotionMXError(f"compose: '{key}': path {spec['path']!r} is outside the corpus root {root} "
+                                 "(symlinks followed); give a path relative to the root")
         items, skipped = get_reader(spec["corpus"]).scan(os.path.join(root, spec["path"]), **spec["options"])
         for entry, reason in skipped:
             yield Skip(f"{key}:{spec['corpus']}:{entry}", reason)

@@ -70,19 +70,28 @@ def run(binary, model_dir, inputs, bench=0, threads=0, workdir=None, timeout=300
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def store_inputs(model_dir, data_dir, split="test", fold=0, limit=None):
+    """Inputs for a store split, prepared as the exported model's sidecar says.
+
+    Returns (ids, inputs: dict name → float32 array, labels: int array).
+    """
+    data = A.load_run_split(model_dir, data_dir, split, fold, limit=limit)
+    return data.ids, data.inputs, data.labels
+
+
 def predict_store(binary, model_dir, data_dir, split="test", fold=0, batch_size=32, limit=None):
     """C++ predictions for a store split, prepared as the exported model's sidecar says.
 
     Returns {'ids', 'labels' (int), 'predicted' (int), 'probabilities'}; used by the demo's
     thin C++ step.
     """
-    data = A.load_run_split(model_dir, data_dir, split, fold, limit=limit)
+    ids, inputs, labels = store_inputs(model_dir, data_dir, split=split, fold=fold, limit=limit)
     probs = []
-    for s in range(0, len(data), batch_size):
-        out = run(binary, model_dir, {k: v[s:s + batch_size] for k, v in data.inputs.items()})
+    for s in range(0, len(ids), batch_size):
+        out = run(binary, model_dir, {k: v[s:s + batch_size] for k, v in inputs.items()})
         probs += out["probabilities"]
     probs = np.asarray(probs, np.float32)
-    return {"ids": data.ids, "labels": data.labels, "predicted": probs.argmax(1), "probabilities": probs}
+    return {"ids": ids, "labels": labels, "predicted": probs.argmax(1), "probabilities": probs}
 
 
 def compare_models(model_dirs, data_dir, split="test", fold=0, bench=50, build_dir=None):
@@ -96,7 +105,7 @@ def compare_models(model_dirs, data_dir, split="test", fold=0, bench=50, build_d
         labels = sidecars[model_dir]["labels"]
         res = predict_store(binary, model_dir, data_dir, split=split, fold=fold)
         m = classification_metrics(res["labels"], res["predicted"], len(labels), labels)
-        one = A.load_run_split(model_dir, data_dir, split, fold, limit=1).inputs
+        one = store_inputs(model_dir, data_dir, split, fold, limit=1)[1]
         timing = run(binary, model_dir, one, bench=bench).get("latency_ms", {})
         rows.append({"model": model_dir, "precision": sidecars[model_dir].get("precision", "fp32"),
                      "accuracy": m["accuracy"], "unweighted_accuracy": m["unweighted_accuracy"],

@@ -14,6 +14,7 @@ import numpy as np
 from .. import artifacts as A
 from .. import contract
 from ..errors import EmotionMXError
+from ..optional import require
 from .runtime import Runner
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ UNSUPPORTED = {"RNN": "recurrent layers (the *_crnn / *_bilstm families: MXNet's
 def _pinned_opset(version):
     # export_model converts with onnx_opset_version() and then calls helper.make_model(graph)
     # without opset_imports (which stamps the newest opset): pin both while it runs.
+    require("onnx", "onnx", "ONNX export")
     import onnx.checker
     import onnx.defs
     import onnx.helper
@@ -98,8 +100,8 @@ def export_onnx(model_dir, onnx_path=None, verify=True, batch_size=None):
 
 
 def verify_onnx(onnx_path, sym, args, aux, sidecar, batch_size):
-    import onnx
-    import onnxruntime as ort
+    onnx = require("onnx", "onnx", "ONNX export")
+    ort = require("onnxruntime", "onnx", "ONNX verification")
     model = onnx.load(onnx_path)
     onnx.checker.check_model(model)
     inputs = random_inputs(sidecar, batch_size=batch_size)

@@ -23,16 +23,14 @@ the TrainConfig it would give, so a trial never fails on a value the file could 
 import dataclasses
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
-import yaml
-
-from ..config import FrozenDict, from_dict, to_dict
+from ..config import FrozenDict, from_dict, load_config, to_dict
 from ..contract import DATA_MODEL_KWARGS
 from ..errors import ConfigError, EmotionMXError
 from ..models import get_model, list_models, model_info, valid_kwargs
+from ..optional import require
 from ..training.config import ModelConfig, TrainConfig
 
 __all__ = ["Dimension", "Budget", "SearchConfig", "load_search_config", "check_search_config",
@@ -208,32 +206,11 @@ def _check_models(cfg):
 # loading
 # --------------------------------------------------------------------------------------------
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads 1e-4 / 5E+3 (no dot) as floats, as YAML 1.2 does."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                    |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def load_search_config(path):
-    """Read and fully validate a search YAML; every error is a ConfigError naming ``path``."""
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_Loader) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: search config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    cfg = from_dict(SearchConfig, data, source=path)
-    check_search_config(cfg, source=path)
+def load_search_config(path, sets=()):
+    """Read and fully validate a search YAML (the project's one loader: ``base:`` composition,
+    ``--set`` items ``sets``); every error is a ConfigError naming ``path``."""
+    cfg = load_config(path, SearchConfig, sets=sets)
+    check_search_config(cfg, source=os.fspath(path))
     return cfg
 
 
@@ -262,7 +239,7 @@ def _default(dim):
 
 def to_autogluon_space(cfg):
     """``{dotted key: autogluon.common.space.Categorical | Real | Int}``."""
-    from autogluon.common import space as ag
+    ag = require("autogluon.common.space", "search", "the architecture search")
     out = {}
     for key, dim in cfg.space.items():
         if dim.categorical is not None:

@@ -65,7 +65,8 @@ def run_search(search_cfg, data_dir, out_dir, *, trials, searcher="random", sche
     check_search_config(search_cfg)
     _check_store(data_dir, fold)
     seed = search_cfg.base.seed if seed is None else int(seed)
-    os.makedirs(out_dir, exist_ok=True)
+    from ..fileio import ensure_output_dir
+    ensure_output_dir(out_dir, "--out")
     _check_settings(out_dir, search_cfg, searcher=searcher, scheduler=scheduler, fold=fold, seed=seed,
                     data_dir=data_dir)
 

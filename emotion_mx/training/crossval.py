@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import replace
 from ..errors import EmotionMXError
-from ..fileio import read_json, write_json, write_text
+from ..fileio import ensure_output_dir, read_json, write_json, write_text
 from ..store import FeatureStore
 from .evaluate import evaluate_run
 from .run import train
@@ -56,6 +56,7 @@ def _markdown(rows, summary):
 def cross_validate(cfg, data_dir, out_dir, *, folds="all", seeds=(0,), contexts=None, amp=False,
                    progress=True, echo=print):
     """Train + evaluate (test split) each fold × seed; write OUT/results.{json,md}."""
+    ensure_output_dir(out_dir, "--out")
     store = FeatureStore(data_dir)
     folds = parse_folds(folds, store.num_folds)
     rows = []

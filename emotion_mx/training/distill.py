@@ -97,7 +97,8 @@ def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, tem
 
     if os.path.isfile(os.path.join(out_dir, artifacts.MODEL_SPEC)) and not resume:
         raise EmotionMXError(f"{out_dir} already holds a run; pass --resume or choose another --out")
-    os.makedirs(out_dir, exist_ok=True)
+    from ..fileio import ensure_output_dir
+    ensure_output_dir(out_dir, "--out")
     dump_config(cfg, artifacts.run_file(out_dir, artifacts.CONFIG))
     for name in (artifacts.LABELS, artifacts.NORM, artifacts.VOCAB):
         src = artifacts.run_file(teacher_run, name)

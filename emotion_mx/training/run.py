@@ -11,14 +11,15 @@ from dataclasses import replace
 
 import mxnet as mx
 import numpy as np
+import yaml
 
 from .. import artifacts
 from .. import store as st
-from ..config import dump_config
+from ..config import dump_config, to_dict
 from ..contract import DATA_MODEL_KWARGS, input_names
 from ..data import data_spec, load_split
 from ..errors import ConfigError, EmotionMXError
-from ..fileio import atomic_path, write_json
+from ..fileio import atomic_path, ensure_output_dir, write_json
 from ..models import get_model
 from ..store import FeatureStore
 from .amp import init_amp, resolve_precision
@@ -63,6 +64,7 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
           progress=True, echo=print):
     """Train ``cfg`` (:class:`TrainConfig`) on fold ``fold`` of store ``data_dir`` into run
     directory ``out_dir``.  Returns :class:`~emotion_mx.training.trainer.FitResult`."""
+    ensure_output_dir(out_dir, "--out")          # before any work: a bad --out fails in one line
     contexts = list(contexts or [mx.cpu()])
     worker = make_worker(kvstore)
     chief = worker.is_chief
@@ -119,15 +121,47 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
     return result
 
 
+def _config_diff(old, new, prefix=""):
+    """First dotted key where two plain-data configs differ, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            d = _config_diff(old.get(key), new.get(key), f"{prefix}{key}.")
+            if d:
+                return d
+        return None
+    return None if old == new else prefix.rstrip(".")
+
+
+def _check_same_config(out_dir, cfg):
+    """``--resume`` continues the same run: the resolved config must equal the one it started with
+    (a changed setting would silently give a model no config describes)."""
+    path = artifacts.run_file(out_dir, artifacts.CONFIG)
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise EmotionMXError(f"--resume: cannot read {path} ({str(e).splitlines()[0]}); use a new --out") from None
+    new = yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))
+    key = _config_diff(old, new)
+    if key is not None:
+        def get(d, k):
+            for part in k.split("."):
+                d = d.get(part) if isinstance(d, dict) else None
+            return d
+        raise EmotionMXError(f"--resume: {out_dir} was started with {key} = {get(old, key)!r}, now "
+                             f"{get(new, key)!r}; resume with the same settings or use a new --out")
+
+
 def _write_run_files(out_dir, cfg, store, fold, spec, resume):
     os.makedirs(out_dir, exist_ok=True)
     if resume:
         old = artifacts.load_model_spec(out_dir).to_dict()
         new = spec.to_dict()
-        for key in ("name", "kwargs", "modalities", "labels", "inputs"):
-            if old.get(key) != new[key]:
+        for key in ("fold", "store", "precision", "name", "kwargs", "modalities", "labels", "inputs"):
+            if old.get(key) != new.get(key):
                 raise EmotionMXError(f"--resume: {out_dir} was trained with a different {key} "
-                                     f"({old.get(key)!r} vs {new[key]!r}); use a new --out")
+                                     f"({old.get(key)!r} vs {new.get(key)!r}); use a new --out")
+        _check_same_config(out_dir, cfg)
     dump_config(cfg, artifacts.run_file(out_dir, artifacts.CONFIG))
     write_json(artifacts.run_file(out_dir, artifacts.LABELS), spec["labels"])
     write_json(artifacts.run_file(out_dir, artifacts.NORM), store.norm(fold))

@@ -26,13 +26,22 @@ __all__ = ["resolve_warm_start", "apply_warm_start", "SPEC_KEYS_MUST_MATCH"]
 SPEC_KEYS_MUST_MATCH = ("audio_feature", "audio_norm", "max_audio_frames", "max_tokens", "num_frames")
 
 
+def expand_run_template(template, *, fold, seed, where="init.encoders"):
+    """``template`` with ``{fold}`` and ``{seed}`` replaced (plain replacement: ``str.format``
+    would evaluate attribute lookups such as ``{fold.__class__}``); any other brace is refused."""
+    out = str(template).replace("{fold}", str(int(fold))).replace("{seed}", str(int(seed)))
+    if "{" in out or "}" in out:
+        raise EmotionMXError(f"{where}: {template!r} may use only {{fold}} and {{seed}}")
+    return out
+
+
 def resolve_warm_start(init_cfg, *, fold, seed, store_path, spec):
     """``{structural param name: NDArray}`` for every encoder named in ``init_cfg.encoders``,
     plus ``{modality: run_dir}`` for the record.  ``spec`` is the new run's model spec."""
     arrays, sources = {}, {}
     for m, template in sorted(init_cfg.encoders.items()):
         # 1. the source run of this fold
-        run_dir = template.format(fold=fold, seed=seed)
+        run_dir = expand_run_template(template, fold=fold, seed=seed, where=f"init.encoders.{m}")
         where = f"init.encoders.{m} ({run_dir})"
         params_file = artifacts.run_file(run_dir, artifacts.BEST_PARAMS)
         if not os.path.isfile(params_file):
