@@ -11,6 +11,9 @@ Run directory (written by training, read by evaluation, distillation, export, qu
     RUN/best.params          parameters of the epoch with the best validation score
     RUN/checkpoints/         epoch-NNNN.params / .states / .json (resumable)
 
+MXNet (and the models and vocabularies, which need it) is imported inside the functions that use
+it: an exported model served by ONNX Runtime reads its sidecar here without importing MXNet.
+
 Exported model directory (``tools/export.py``, read by C++, ONNX, predict, stream)::
 
     DIR/model-symbol.json, DIR/model-0000.params, DIR/model.json (sidecar, SIDECAR_FORMAT:
@@ -27,17 +30,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Tuple
 
-import mxnet as mx
 import numpy as np
-from mxnet import gluon
 
 from .contract import MODALITIES, check_modalities, input_names
 from .data import load_split
 from .errors import EmotionMXError
-from .features.text import load_vocab
 from .fileio import atomic_path, ensure_output_dir, read_json, write_json, write_text
 from .manifest import inside_root
-from .models import get_model
 from .records import Record, plain
 from .store import DataSettings, FeatureStore
 
@@ -177,12 +176,14 @@ def _typed(build, path):
 
 def build_model(spec):
     """Instantiate the (uninitialised) Gluon block described by a model spec."""
+    from .models import get_model
     return get_model(spec["name"], num_classes=spec["num_classes"],
                      modalities=tuple(spec["modalities"]), **spec["kwargs"])
 
 
 def load_run_model(run_dir, ctx=None, params=None):
     """Rebuild the trained block of a run with its best (or given) parameters."""
+    import mxnet as mx
     spec = load_model_spec(run_dir)
     path = params or run_file(run_dir, BEST_PARAMS)
     if not os.path.isfile(path):
@@ -212,6 +213,7 @@ SIDECAR_FORMAT_V1 = "emotion_mx.exported/1"   # "features": flat run-spec keys; 
 
 def trace_symbol(net, names):
     """The block's graph with named inputs (``mx.sym.var(name)``), not ``data0, data1...``."""
+    import mxnet as mx
     out = net(*[mx.sym.var(n) for n in names])
     if isinstance(out, (list, tuple)):
         out = out[0] if len(out) == 1 else mx.sym.Group(list(out))
@@ -220,6 +222,7 @@ def trace_symbol(net, names):
 
 def block_arrays(net, sym):
     """(arg_params, aux_params) of ``net`` that ``sym`` uses, as CPU NDArrays."""
+    import mxnet as mx
     params = {p.name: p for p in net.collect_params().values()}
     args, aux = {}, {}
     for name in sym.list_arguments():
@@ -237,6 +240,7 @@ def save_symbol_params(out_dir, sym, arg_params, aux_params):
 
     Refuses to write a params file without arrays (the SymbolBlock.export-before-forward trap).
     """
+    import mxnet as mx
     if not arg_params:
         raise EmotionMXError("refusing to export a model without parameters (was the block run once?)")
     data = {f"arg:{k}": v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
@@ -249,6 +253,7 @@ def save_symbol_params(out_dir, sym, arg_params, aux_params):
 
 def load_symbol_params(model_dir):
     """(symbol, arg_params, aux_params) of an exported directory; clear errors for bad files."""
+    import mxnet as mx
     sym_path, par_path = (os.path.join(model_dir, f) for f in (EXPORT_SYMBOL, EXPORT_PARAMS))
     for p in (sym_path, par_path):
         if not os.path.isfile(p):
@@ -403,6 +408,7 @@ def load_run_split(model_dir, store, split, fold, *, limit=None):
     """:class:`~emotion_mx.data.Split` ``split`` of fold ``fold`` of ``store`` (a path or a
     :class:`FeatureStore`) prepared exactly as the run or exported model in ``model_dir`` was
     trained: its data settings, its normalisation and vocabulary, never the store's."""
+    from .features.text import load_vocab
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
     meta, settings, norm, vocab = run_data(model_dir)
     if list(store.labels) != list(meta["labels"]):
@@ -434,6 +440,7 @@ def run_export_inputs(run_dir):
 
 def materialize_params(net, spec, names):
     """Run one zero batch if some parameter's shape is still unknown (deferred init)."""
+    import mxnet as mx
     if all(p._data is not None for p in net.collect_params().values()):
         return
     net(*[mx.nd.zeros((1,) + tuple(spec["inputs"][n])) for n in names])
@@ -463,6 +470,8 @@ def export_run(run_dir, out_dir, *, batch_size=1, params=None):
 
 def load_exported(model_dir, ctx=None):
     """``(SymbolBlock, sidecar)`` of an exported fp32 or INT8 model; inputs in sidecar order."""
+    import mxnet as mx
+    from mxnet import gluon
     sidecar = read_sidecar(model_dir)
     sym, args, aux = load_symbol_params(model_dir)
     names = [i["name"] for i in sidecar["inputs"]]

@@ -31,7 +31,6 @@ import yaml
 
 from .contract import check_modalities
 from .errors import EmotionMXError
-from .features.text import load_vocab
 from .fileio import atomic_path, read_json, write_json
 from .manifest import read_manifest
 from .records import Record
@@ -204,6 +203,7 @@ class FeatureStore:
         return read_json(norm_path(self.path, fold))
 
     def vocab(self, fold):
+        from .features.text import load_vocab   # gluonnlp/MXNet: only when there is text
         path = vocab_path(self.path, fold)
         return load_vocab(path) if os.path.isfile(path) else None
 
@@ -248,6 +248,10 @@ class FeatureStore:
         with open(os.path.join(self.path, CONFIG), encoding="utf-8") as f:
             cfg = yaml.safe_load(f) or {}
         return {k: cfg[k] for k in PREPROCESSING_SECTIONS if k in cfg}
+
+    def media_root(self):
+        """The corpus root the manifest's media paths are relative to (recorded by the build)."""
+        return read_json(os.path.join(self.path, BUILD_META))["root"]
 
     def audio_dim(self, audio_feature):
         first = next(i for i, e in self.index.items() if "logmel" in e.get("shapes", {}))

@@ -118,10 +118,77 @@ def test_export_cli_errors_are_one_line(tmp_path):
 
 def test_onnx_export_matches_mxnet(run_dir, tmp_path):
     out = str(tmp_path / "exp")
-    summary = export(run_dir, out, onnx=True)["onnx"]
+    full = export(run_dir, out, onnx=True)
+    summary = full["onnx"]
     assert summary["checker"] == "ok" and summary["opset_imports"] == [13]
+    # both runtimes timed on this CPU at export; the record names the faster one
+    from emotion_mx.deploy.ort_runtime import read_record
+    record = read_record(out)
+    lat = record["latency_ms"]
+    assert set(lat) == {"batch1", "batch32"} and record["measured_at"] == "export"
+    faster = min(("mxnet", "onnxruntime"), key=lambda r: lat["batch1"][r]["median_ms"] * lat["batch32"][r]["median_ms"])
+    assert record["choice"] == faster and full["runtime"].startswith(f"runtime: {faster} (")
     assert summary["max_abs_diff_vs_mxnet"] <= 1e-4
     assert os.path.isfile(os.path.join(out, A.ONNX_MODEL))
+
+
+RNN_PRESETS = {"audio_crnn", "text_bilstm"}     # MXNet's fused RNN op has no mx2onnx translation
+
+
+@pytest.mark.parametrize("name", sorted(set(__import__("emotion_mx.models", fromlist=["list_models"]).list_models())
+                                        - RNN_PRESETS))
+def test_onnx_export_is_clean_and_matches_mxnet_for_every_preset(name, tmp_path):
+    import onnx
+    run = str(tmp_path / "run")
+    make_run(run, name)
+    out = str(tmp_path / "exp")
+    summary = export(run, out, onnx=True, measure_runtime=False)["onnx"]
+    assert summary["max_abs_diff_vs_mxnet"] <= 1e-4 and summary["ort_warnings"] == []
+    model = onnx.load(os.path.join(out, A.ONNX_MODEL))
+    sidecar = A.read_sidecar(out)
+    inits = {t.name for t in model.graph.initializer}
+    # weights are initializers only; the graph inputs are exactly the contract's input names
+    assert sorted(i.name for i in model.graph.input) == sorted(i["name"] for i in sidecar["inputs"])
+    assert inits and not inits & {i.name for i in model.graph.input}
+    used = {n for node in model.graph.node for n in node.input}
+    assert inits <= used
+    assert all(i.type.tensor_type.shape.dim[0].dim_param == "batch" for i in model.graph.input)
+    # (export's verification already ran ORT, all optimisations on, at batch 1 and 3 vs MXNet)
+
+
+def test_onnx_runs_at_any_batch_size(run_dir, tmp_path):
+    from emotion_mx.deploy.onnx_export import ort_session, random_inputs
+    from emotion_mx.deploy.runtime import Runner
+    out = str(tmp_path / "exp")
+    export(run_dir, out, onnx=True, measure_runtime=False)
+    sess, warnings = ort_session(os.path.join(out, A.ONNX_MODEL))
+    assert warnings == []
+    sidecar = A.read_sidecar(out)
+    sym, args, aux = A.load_symbol_params(out)
+    for bs in (1, 5):
+        x = random_inputs(sidecar, batch_size=bs, seed=7)
+        ref = Runner(sym, args, aux, {k: v.shape for k, v in x.items()}, backend="plain")(x)
+        got = sess.run(None, x)[0]
+        assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4
+
+
+def test_onnx_warnings_are_surfaced(tmp_path, caplog):
+    """An ONNX file with a weight left in the graph inputs makes ORT warn: the warning is logged
+    and returned, not silenced."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from emotion_mx.deploy.onnx_export import ort_session
+    w = numpy_helper.from_array(np.ones((2, 2), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2]),
+                               helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], [w])
+    path = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    with caplog.at_level("WARNING"):
+        _, warnings = ort_session(path)
+    assert warnings and "w" in warnings[0]
+    assert any("onnxruntime:" in r.message for r in caplog.records)
 
 
 def test_onnx_refuses_rnn_models_clearly(tmp_path):

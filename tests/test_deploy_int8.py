@@ -89,6 +89,8 @@ def test_quantize_run_writes_model_and_report(fp32, tmp_path, monkeypatch):
         return x, np.arange(n) % spec_["num_classes"]
 
     monkeypatch.setattr(pipeline, "load_split", fake_split)
+    from emotion_mx.deploy import ort_runtime
+    monkeypatch.setattr(ort_runtime, "ORT_OP_SETS", (None, ("Gemm",)))   # two candidates keep it short
     out = str(tmp_path / "int8")
     report = pipeline.quantize_run(run, "unused-store", out, calib_mode="entropy", calib_batches=2,
                                    batch_size=16, repeats=3)
@@ -111,6 +113,72 @@ def test_quantize_run_writes_model_and_report(fp32, tmp_path, monkeypatch):
     assert sidecar["precision"] == "int8" and sidecar["quantization"]["calib_examples"] == 32
     x = synthetic_inputs(spec, batch_size=2)
     assert block(*[mx.nd.array(x[n]) for n in names]).shape == (2, 4)
+    # ORT INT8 from the same calibration batches, beside it, with its accuracy and a runtime record
+    ort8 = report["onnxruntime_int8"]
+    assert 0 <= ort8["int8"]["ua"] <= 1 and ort8["candidates"][-1]["argmax_agreement"] == ort8["argmax_agreement"]
+    assert ort8["fp32_ort_max_abs_logit_diff_vs_mxnet"] <= 1e-4
+    _check_qdq(os.path.join(out, A.ONNX_MODEL), ort8["op_types"])
+    from emotion_mx.deploy.ort_runtime import read_record
+    record = read_record(out)
+    assert record["precision"] == "int8" and record["measured_at"] == "quantize"
+    assert set(record["latency_ms"]) == {"batch1", "batch16"}
+    assert report["summary"]["runtime"].startswith(record["choice"])
+
+
+def _qdq_ops(path):
+    """Op types ORT runs in INT8 in a QDQ graph: every input comes from a DequantizeLinear and
+    every output goes only to QuantizeLinear nodes (the DQ→op→Q units ORT fuses)."""
+    import onnx
+    g = onnx.load(path).graph
+    producer = {o: n for n in g.node for o in n.output}
+    consumers = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    out = set()
+    for n in g.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        ins = [i for i in n.input if i]
+        if ins and all(i in producer and producer[i].op_type == "DequantizeLinear" for i in ins) and \
+                all(consumers.get(o) and all(c.op_type == "QuantizeLinear" for c in consumers[o]) for o in n.output):
+            out.add(n.op_type)
+    return out
+
+
+def _check_qdq(path, op_types):
+    """Structure of an ORT QDQ INT8 graph: int8 weights behind DequantizeLinear, only the allowed
+    op types quantized."""
+    import onnx
+    from onnx import numpy_helper
+    g = onnx.load(path).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    weights = [inits[n.input[0]] for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+    assert weights and any(w.dtype == np.int8 for w in weights)
+    q_ops = _qdq_ops(path)
+    assert q_ops
+    if op_types != "all":
+        assert q_ops <= set(op_types) and "Softmax" not in q_ops, q_ops
+    return q_ops
+
+
+def test_ort_int8_op_sets_structure(fp32, tmp_path):
+    """Restricting ORT quantization to Gemm leaves every other op (attention MatMuls included)
+    on fp32 inputs; the unrestricted graph quantizes MatMul too."""
+    from emotion_mx.deploy.onnx_export import export_onnx
+    from emotion_mx.deploy.ort_runtime import OrtRunner, quantize_onnx
+    run, spec, names, *_ = fp32
+    d = str(tmp_path / "fp32")
+    A.export_run(run, d)
+    export_onnx(d)
+    calib = [synthetic_inputs(spec, batch_size=8, seed=s) for s in range(2)]
+    found = {}
+    for ops in (("Gemm", "Conv"), None):
+        path = quantize_onnx(os.path.join(d, A.ONNX_MODEL), str(tmp_path / f"q{len(ops or ())}.onnx"), calib,
+                             op_types=ops)
+        found[ops] = _check_qdq(path, "all" if ops is None else list(ops))
+        assert OrtRunner(path)(calib[0]).shape == (8, 4)
+    assert "MatMul" in found[None] and "MatMul" not in found[("Gemm", "Conv")]
 
 
 def test_quantize_cli_error_is_one_line(fp32, tmp_path):

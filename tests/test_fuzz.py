@@ -24,7 +24,14 @@ json_value = hs.recursive(json_scalar, lambda c: hs.one_of(hs.lists(c, max_size=
 
 MANIFEST_KEYS = ["id", "label", "group", "split", "audio", "video", "image", "text", "start", "end", "lang",
                  "meta", "bogus"]
-manifest_row = hs.dictionaries(hs.sampled_from(MANIFEST_KEYS), json_value, max_size=8)
+VALID_ROW = {"id": "spk01_0001", "label": "anger", "group": "spk01", "split": "train", "audio": "a.wav",
+             "text": "I said no.", "start": 0.5, "end": 2.0, "lang": "en", "meta": {"word_timings": "a.wdseg"}}
+manifest_row = hs.one_of(
+    hs.dictionaries(hs.sampled_from(MANIFEST_KEYS), json_value, max_size=8),
+    # a valid row with one or two fields replaced or dropped (what a hand-written manifest gets wrong)
+    hs.lists(hs.tuples(hs.sampled_from(MANIFEST_KEYS), hs.one_of(json_value, hs.just("__drop__"))),
+             min_size=1, max_size=2).map(
+        lambda changes: {k: v for k, v in {**VALID_ROW, **dict(changes)}.items() if v != "__drop__"}))
 
 
 # ----------------------------------------------------------------------------- manifest

@@ -65,7 +65,7 @@ def _scramble_masked(modalities, inputs, seed=1):
     return out
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", sorted(PRESETS))  # fusion presets; pretrained encoders: test_pretrained.py
 def test_preset_forward_hybridize_export_backward(name, tmp_path):
     net = _build(name)
     mods = net.modalities

@@ -148,6 +148,53 @@ def test_int8_model(tmp_path, media):
     assert np.isfinite(p.probabilities).all() and abs(p.probabilities.sum() - 1) < 1e-5
 
 
+@pytest.fixture(scope="module")
+def onnx_model(model, tmp_path_factory):
+    """The fp32 model with model.onnx and runtime.json (what tools/export.py --onnx writes)."""
+    import shutil
+    from emotion_mx.deploy.onnx_export import export_onnx
+    from emotion_mx.deploy.ort_runtime import measure_runtimes
+    d = str(tmp_path_factory.mktemp("onnxmodel") / "export")
+    shutil.copytree(model, d)
+    export_onnx(d)
+    measure_runtimes(d, batch_sizes=(1,), rounds=2, repeats=3)
+    return d
+
+
+def test_runtimes_give_the_same_predictions(onnx_model, media):
+    from emotion_mx.deploy.ort_runtime import read_record
+    item, root = media_item(audio=media["speech"], video=media["face"], text=media["text"])
+    items = [item, item.replace(text="so happy today", id="b")]
+    mxp = Predictor(onnx_model, batch_size=2, runtime="mxnet")
+    ortp = Predictor(onnx_model, batch_size=2, runtime="onnxruntime")
+    assert (mxp.runtime, ortp.runtime) == ("mxnet", "onnxruntime") and ortp.model.block is None
+    a, b = mxp.predict_items(items, root=root), ortp.predict_items(items, root=root)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x.probabilities, y.probabilities, atol=1e-5)
+        assert x.label == y.label
+    record = read_record(onnx_model)
+    auto = Predictor(onnx_model)
+    assert auto.runtime == record["choice"]
+    other = "mxnet" if record["choice"] == "onnxruntime" else "onnxruntime"
+    assert auto.runtime_message == (f"runtime: {record['choice']} ({record['speedup']:.1f}x faster than {other} "
+                                    "on this CPU, measured at export)")
+    assert set(record["latency_ms"]["batch1"]) == {"mxnet", "onnxruntime"}
+
+
+def test_runtime_choice_without_onnx(model):
+    assert Predictor(model).runtime_message == "runtime: mxnet (no model.onnx in the model folder)"
+    with pytest.raises(EmotionMXError, match="no model.onnx for --runtime onnxruntime"):
+        Predictor(model, runtime="onnxruntime")
+    with pytest.raises(EmotionMXError, match="unknown runtime 'tvm'"):
+        Predictor(model, runtime="tvm")
+
+
+def test_cli_runtime_option(onnx_model, media):
+    code, out, err = _cli(["--model", onnx_model, "--text", media["text"], "--json", "--runtime", "onnxruntime"])
+    assert code == 0, err
+    assert "runtime: onnxruntime (asked)" in err and abs(sum(json.loads(out)["probabilities"].values()) - 1) < 1e-4
+
+
 def test_preprocessing_must_match_model(model, tmp_path):
     import shutil
     bad = str(tmp_path / "bad")

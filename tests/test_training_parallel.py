@@ -153,6 +153,29 @@ def test_amp_converted_graph_has_casts(dtype):
     assert "_zeros" not in amp_op_lists(dtype)["fp32_ops"]
 
 
+def test_bf16_keeps_batchnorm_fp32():
+    """bfloat16 AMP: Conv runs in bf16, BatchNorm gets an fp32 input (oneDNN has no fast bf16
+    BatchNorm); MXNet's own lists (keep_fp32_slow_ops=False) would run it in bf16."""
+    from mxnet.contrib import amp
+    from emotion_mx.training.amp import BF16_SLOW_OPS
+    assert "BatchNorm" in BF16_SLOW_OPS and "BatchNorm" in amp_op_lists("bfloat16")["fp32_ops"]
+    assert "BatchNorm" not in amp_op_lists("bfloat16", keep_fp32_slow_ops=False)["fp32_ops"]
+    assert "BatchNorm" not in amp_op_lists("float16")["fp32_ops"] or "BatchNorm" in amp.list_fp32_ops("float16")
+    x = mx.sym.var("x")
+    net = mx.sym.BatchNorm(mx.sym.Convolution(x, num_filter=4, kernel=(3, 3), name="conv"), name="bn")
+    bf16 = "[('bfloat16', '<u2')]"
+    for keep, bn_type in ((True, "float32"), (False, bf16)):
+        lists = amp_op_lists("bfloat16", keep_fp32_slow_ops=keep)
+        conv = amp.convert_symbol(net, target_dtype="bfloat16", data_names=["x"],
+                                  target_dtype_ops=lists["target_precision_ops"], fp32_ops=lists["fp32_ops"],
+                                  conditional_fp32_ops=lists["conditional_fp32_ops"], cast_optional_params=False)
+        internals = conv.get_internals()
+        _, types, _ = internals.infer_type(x="float32")
+        t = {n: str(np.dtype(ty)) for n, ty in zip(internals.list_outputs(), types) if ty is not None}
+        assert t["conv_output"] == bf16
+        assert t["bn_output"] == bn_type, keep
+
+
 _PITFALL = textwrap.dedent("""
     import sys, mxnet as mx
     from mxnet.contrib import amp

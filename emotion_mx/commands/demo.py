@@ -1,6 +1,6 @@
 """`make demo`: the whole lifecycle on a synthetic tri-modal corpus, with the same commands a user runs.
 
-corpus → build → train (2 CPU contexts) → evaluate → export → quantize → C++ predict.
+corpus → build → train (2 CPU contexts) → evaluate → export → quantize → C++ predict → Python API.
 Each step prints the exact command it runs, so the demo doubles as a usage example.
 """
 import json
@@ -54,6 +54,14 @@ def main(out, epochs):
          "6. INT8 post-training quantization")
     _run(["cpp-predict", "--model", export, "--model", int8, "--data", store, "--split", "test"],
          "7. C++ inference wrapper (cpp_deploy/) on test items")
+
+    click.secho("\n== 8. the Python API on one corpus item", bold=True)
+    from ..demo import predict_with_api
+    item, result = predict_with_api(export, corpus)
+    click.echo(f'EmotionRecognizer.load("{export}").predict(audio=..., video=..., text="{item.text}")')
+    click.echo(f"{item.id} (true: {item.label}) -> {result.label}  "
+               + "  ".join(f"{k} {p:.2f}" for k, p in result.probabilities.items())
+               + f"  [{', '.join(result.modalities)}; {result.timings['total']:.0f} ms]")
 
     metrics = json.load(open(os.path.join(run, "eval", "metrics.json")))
     report = json.load(open(os.path.join(int8, "quant_report.json")))

@@ -17,11 +17,13 @@ import click
 @click.option("--port", type=int, help="Scheduler port (default: a free one).")
 @click.option("--host-ip", help="Address of this machine as seen by the hosts (ssh mode).")
 @click.option("--timeout", type=float, help="Kill everything after this many seconds.")
+@click.option("--no-host-key-check", is_flag=True,
+              help="ssh: accept unknown or changed host keys (StrictHostKeyChecking=no). Default: check them.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def main(num_workers, num_servers, hostfile, port, host_ip, timeout, command):
+def main(num_workers, num_servers, hostfile, port, host_ip, timeout, no_host_key_check, command):
     from emotion_mx.training.distributed import launch, read_hosts
     hosts = read_hosts(hostfile) if hostfile else None
     code = launch(list(command), num_workers, num_servers, hosts=hosts, port=port, root_uri=host_ip,
-                  timeout=timeout, log=lambda m: click.echo(m, err=True))
+                  timeout=timeout, log=lambda m: click.echo(m, err=True), check_host_keys=not no_host_key_check)
     sys.exit(code)
 

@@ -32,7 +32,7 @@ def main(num_classes, audio_dim, audio_frames, vocab_size, max_tokens, num_frame
                  max_tokens=max_tokens, num_frames=num_frames, frame_size=frame_size,
                  frame_channels=frame_channels)
     try:
-        names = list(models) or list_models()
+        names = list(models) or sorted(PRESETS)
         rows = []
         for name in names:
             kw = {k: v for k, v in feats.items() if k in valid_kwargs(name)}

@@ -29,8 +29,11 @@ from emotion_mx.errors import EmotionMXError
 @click.option("--root", type=click.Path(), help="Folder the manifest's media paths are relative to [manifest's folder].")
 @click.option("--out", type=click.Path(), help="With --manifest: write one JSON line per item here.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Items per forward pass (--manifest).")
+@click.option("--runtime", type=click.Choice(["auto", "mxnet", "onnxruntime"]), default="auto", show_default=True,
+              help="auto: the faster one measured at export (runtime.json); printed on stderr.")
 @click.option("--skip-bad", is_flag=True, help="With --manifest: record unusable items as error rows instead of stopping.")
-def main(model_dir, audio, video, image, text, start, end, lang, as_json, manifest, root, out, batch_size, skip_bad):
+def main(model_dir, audio, video, image, text, start, end, lang, as_json, manifest, root, out, batch_size, runtime,
+         skip_bad):
     from emotion_mx.fileio import write_jsonl
     from emotion_mx.inference.predict import Predictor, format_text, media_item, read_items, summarize
 
@@ -41,7 +44,8 @@ def main(model_dir, audio, video, image, text, start, end, lang, as_json, manife
         raise EmotionMXError("--out and --skip-bad go with --manifest")
     if manifest:
         items = read_items(manifest)
-        predictor = Predictor(model_dir, batch_size=batch_size)
+        predictor = Predictor(model_dir, batch_size=batch_size, runtime=runtime)
+        click.echo(predictor.runtime_message, err=True)
         preds = predictor.predict_items(items, root=root or os.path.dirname(os.path.abspath(manifest)),
                                         strict=False, skip_bad=skip_bad)
         rows = [p.to_json() for p in preds]
@@ -53,6 +57,8 @@ def main(model_dir, audio, video, image, text, start, end, lang, as_json, manife
         click.echo(json.dumps({"summary": summarize(preds), "out": out}), err=bool(not out))
         return
     item, item_root = media_item(audio=audio, video=video, image=image, text=text, start=start, end=end, lang=lang)
-    pred = Predictor(model_dir, batch_size=1).predict_items([item], root=item_root)[0]
+    predictor = Predictor(model_dir, batch_size=1, runtime=runtime)
+    click.echo(predictor.runtime_message, err=True)
+    pred = predictor.predict_items([item], root=item_root)[0]
     click.echo(json.dumps(pred.to_json()) if as_json else format_text(pred))
 

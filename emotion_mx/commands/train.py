@@ -21,11 +21,17 @@ from ..provenance import write_command
               help="dist_* needs tools/launch.py.")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint in --out.")
 @click.option("--seed", type=int, help="Override seed.")
+@click.option("--trust-pickle", is_flag=True,
+              help="With --resume: load an old pickled checkpoint (.states). Pickles run code: only for runs you made.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 def main(config_path, data_dir, out_dir, gpus, cpus, amp, fold, modalities, epochs, batch_size, kvstore,
-         resume, seed, quiet, sets):
+         resume, seed, trust_pickle, quiet, sets):
+    import os
     from emotion_mx.training import load_train_config, make_contexts, train
+    if trust_pickle:
+        from emotion_mx.training.checkpoint import TRUST_PICKLE_ENV
+        os.environ[TRUST_PICKLE_ENV] = "1"
     overrides = {}
     if modalities:
         overrides["data"] = {"modalities": [m.strip() for m in modalities.split(",") if m.strip()]}

@@ -100,12 +100,21 @@ def summarize(report, out_dir):
     out["valid_ua"] = {"fp32": round(v["fp32"]["ua"], 4), "int8": round(v["int8"]["ua"], 4)}
     out["argmax_agreement"] = round(v["argmax_agreement"], 4)
     out["goals_met"] = {k: g["met"] for k, g in report["goals"].items()}
+    ort8 = report.get("onnxruntime_int8")
+    if ort8 and "skipped" not in ort8:
+        out["onnxruntime_int8"] = {"op_types": ort8["op_types"], "valid_ua": round(ort8["int8"]["ua"], 4),
+                                   "argmax_agreement": round(ort8["argmax_agreement"], 4)}
+        out["runtime"] = f"{report['runtime']['choice']} ({report['runtime']['speedup']:.2f}x faster, measured here)"
     return out
 
 
 def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batches=8, batch_size=32,
-                 exclude=(), fold=0, repeats=30):
-    """Quantize a run's best parameters; write the INT8 model dir and quant_report.json."""
+                 exclude=(), fold=0, repeats=30, onnx=True):
+    """Quantize a run's best parameters; write the INT8 model dir and quant_report.json.
+
+    ``onnx``: also an ORT INT8 ``model.onnx`` from the same calibration batches (exportable
+    models), its accuracy in the report under ``onnxruntime_int8``, and ``runtime.json``
+    (MXNet INT8 vs ORT INT8 timed here) for ``runtime="auto"``."""
     t0 = time.time()
     net, spec = A.load_run_model(run_dir)
     names = A.input_names(spec["modalities"])
@@ -135,6 +144,15 @@ def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batche
     report.update(measure((sym, args, aux), (qsym, qargs, qaux), names, valid_x, valid_y,
                           spec["num_classes"], batch_sizes=(1, batch_size), repeats=repeats))
     report["goals"] = judge(report)
+    if onnx:
+        from .ort_runtime import measure_runtimes, quantize_onnx_run
+        logits32 = predict(sym, args, aux, names, valid_x, backend="fused")
+        report["onnxruntime_int8"] = quantize_onnx_run(net, spec, out_dir, batches, valid_x, valid_y, logits32,
+                                                       calib_mode=calib_mode)
+        if "skipped" not in report["onnxruntime_int8"]:
+            record = measure_runtimes(out_dir, batch_sizes=(1, batch_size), measured_at="quantize",
+                                      repeats=max(2, repeats // 5))
+            report["runtime"] = {k: record[k] for k in ("choice", "speedup", "latency_ms")}
     report["seconds"] = time.time() - t0
     report["summary"] = summarize(report, out_dir)
     write_json(os.path.join(out_dir, A.QUANT_REPORT), report)

@@ -20,7 +20,7 @@ import soundfile as sf
 
 from ..errors import BadItem
 
-__all__ = ["load_audio", "logmel", "audio_features", "audio_feature_dims",
+__all__ = ["load_audio", "prepare_wave", "logmel", "audio_features", "audio_feature_dims",
            "PROSODY_NAMES", "SILENCE_PEAK"]
 
 SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
@@ -63,10 +63,28 @@ def load_audio(path, sample_rate=16000, start=None, end=None, max_seconds=None):
         wave, file_sr = _read_soundfile(path, start, end, limit)
     else:
         wave, file_sr = _read_ffmpeg(path, sample_rate, start, end, limit), sample_rate
-    if file_sr != sample_rate and wave.size:
-        wave = librosa.resample(wave, orig_sr=file_sr, target_sr=sample_rate, res_type="soxr_hq")
+    return prepare_wave(wave, file_sr, sample_rate=sample_rate, max_seconds=limit, source=path, start=start)
+
+
+def prepare_wave(wave, wave_rate, sample_rate=16000, max_seconds=None, source="waveform", start=None):
+    """The decoded-samples half of :func:`load_audio`, also used for in-memory waveforms
+    (``emotion_mx.api``): ``(S,)`` or ``(S, channels)`` samples at ``wave_rate`` → mono float32 at
+    ``sample_rate``, cut to ``max_seconds`` (at most ``MAX_DECODE_SECONDS``); BadItem for
+    zero-length, silent or non-finite audio (``source`` names it in the message)."""
+    limit = min(MAX_DECODE_SECONDS, max_seconds) if max_seconds is not None else MAX_DECODE_SECONDS
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)                        # (S, channels) → (S,) mono
+    if wave.ndim != 1:
+        raise BadItem(f"expected (samples,) or (samples, channels) audio, got shape {wave.shape}: {source}")
+    if int(wave_rate) <= 0:
+        raise BadItem(f"sample rate must be positive, got {wave_rate}: {source}")
+    if int(wave_rate) != sample_rate and wave.size:
+        if not np.all(np.isfinite(wave)):
+            raise BadItem(f"audio contains NaN/inf samples: {source}")
+        wave = librosa.resample(wave, orig_sr=int(wave_rate), target_sr=sample_rate, res_type="soxr_hq")
     wave = wave[:int(round(limit * sample_rate))]
-    _check_wave(wave, path, start)
+    _check_wave(wave, source, start)
     return np.ascontiguousarray(wave, dtype=np.float32)  # (S,)
 
 

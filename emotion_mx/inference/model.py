@@ -15,7 +15,6 @@ word-level features, so aligning at prediction time would only cost time.
 """
 import os
 
-import mxnet as mx
 import numpy as np
 
 from .. import artifacts as A
@@ -24,7 +23,6 @@ from ..data import assemble_inputs
 from ..deploy.runtime import softmax
 from ..errors import EmotionMXError
 from ..features.audio import audio_feature_dims
-from ..features.text import load_vocab
 
 
 def preprocessing_config(sidecar, model_dir="model"):
@@ -77,14 +75,27 @@ def _required_norm(norm, settings, modalities, model_dir):
 
 
 class ExportedModel:
-    """``ExportedModel(model_dir)``: load once, then :meth:`probabilities` on assembled inputs."""
+    """``ExportedModel(model_dir, runtime="auto")``: load once, then :meth:`probabilities` on
+    assembled inputs.  ``runtime``: ``mxnet``, ``onnxruntime`` (the folder's ``model.onnx``) or
+    ``auto`` (the faster one recorded in ``runtime.json`` at export/quantize time; MXNet when
+    there is no record).  ``runtime_message`` says which runs and why; with ORT, MXNet is not
+    imported at all."""
 
-    def __init__(self, model_dir, ctx=None):
+    def __init__(self, model_dir, ctx=None, runtime="auto"):
+        from ..deploy.ort_runtime import OrtRunner, resolve_runtime
         self.model_dir = model_dir
-        self.block, self.sidecar = A.load_exported(model_dir, ctx=ctx)
-        # one cached graph with static memory per input shape (batches are padded to one size)
-        self.block.hybridize(static_alloc=True, static_shape=True)
-        self.ctx = ctx or mx.cpu()
+        self.runtime, self.runtime_message = resolve_runtime(model_dir, runtime)
+        self.ort = self.block = None
+        if self.runtime == "onnxruntime":
+            self.sidecar = A.read_sidecar(model_dir)
+            self.ort = OrtRunner(os.path.join(model_dir, A.ONNX_MODEL))
+            self.ctx = None
+        else:
+            import mxnet as mx
+            self.block, self.sidecar = A.load_exported(model_dir, ctx=ctx)
+            # one cached graph with static memory per input shape (batches are padded to one size)
+            self.block.hybridize(static_alloc=True, static_shape=True)
+            self.ctx = ctx or mx.cpu()
         sc = self.sidecar
         self.labels = list(sc["labels"])
         self.settings = A.exported_settings(sc)
@@ -99,6 +110,7 @@ class ExportedModel:
         if "text" in self.modalities:
             if not sc.get("vocab"):
                 raise EmotionMXError(f"{model_dir}: the model takes text but model.json names no vocabulary file")
+            from ..features.text import load_vocab   # gluonnlp/MXNet: lazy for ONNX Runtime serving
             self.vocab = load_vocab(os.path.join(model_dir, sc["vocab"]))
 
     def assemble(self, feature_dicts):
@@ -108,6 +120,9 @@ class ExportedModel:
     def logits(self, inputs):
         """Logits ``(B, C)`` for a dict of input arrays (checked against the sidecar)."""
         arrays = A.exported_input_arrays(self.sidecar, inputs)
+        if self.ort is not None:
+            return self.ort(dict(zip(self.input_names, arrays)))
+        import mxnet as mx
         out = self.block(*[mx.nd.array(x, ctx=self.ctx) for x in arrays])
         return out.asnumpy()
 

@@ -13,7 +13,6 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..build import extract_item
 from ..errors import BadItem, EmotionMXError
 from ..fileio import read_jsonl
 from ..manifest import MEDIA_FIELDS, Utterance
@@ -88,15 +87,17 @@ def read_items(path):
 
 
 class Predictor:
-    """``Predictor(model_dir)``: exported fp32/INT8 model + the store's preprocessing.
+    """``Predictor(model_dir, runtime="auto")``: exported fp32/INT8 model + the store's
+    preprocessing; ``runtime`` mxnet|onnxruntime|auto (see :mod:`emotion_mx.deploy.ort_runtime`).
 
     * :meth:`features` — per-item feature dict (``extract_item``), raises :class:`BadItem`;
     * :meth:`predict_features` — feature dicts → probabilities ``(N, C)``;
     * :meth:`predict_items` — utterances → :class:`Prediction` list.
     """
 
-    def __init__(self, model_dir, batch_size=1, ctx=None):
-        self.model = ExportedModel(model_dir, ctx=ctx)
+    def __init__(self, model_dir, batch_size=1, ctx=None, runtime="auto"):
+        self.model = ExportedModel(model_dir, ctx=ctx, runtime=runtime)
+        self.runtime, self.runtime_message = self.model.runtime, self.model.runtime_message
         self.batch_size = int(batch_size)
         self.labels = self.model.labels
         self.modalities = self.model.modalities
@@ -120,6 +121,7 @@ class Predictor:
 
     def features(self, item, root):
         """Feature dict of one item for :meth:`predict_features` (dataset-building preprocessing)."""
+        from ..build import extract_item   # its text features import MXNet: lazy for ONNX Runtime serving
         arrays, meta = extract_item(item, root, self.config)
         feats = dict(arrays)
         if "tokens" in meta:

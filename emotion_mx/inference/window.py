@@ -26,7 +26,6 @@ import numpy as np
 from ..errors import BadItem
 from ..features import audio as fa
 from ..features import face as ff
-from ..features.text import tokenize
 
 
 def audio_features_from_wave(wave, audio_cfg, prosody=None):
@@ -188,6 +187,7 @@ def window_features(window, text, cfg, modalities, face_cache=None, executor=Non
         else:
             missing["video"] = "no frame in the window"
     if "text" in modalities:
+        from ..features.text import tokenize   # gluonnlp/MXNet: lazy for ONNX Runtime serving
         tokens = tokenize(text, lower=cfg.text.lower) if text else []
         if tokens:
             feats["tokens"] = tokens

@@ -20,6 +20,7 @@ from .registry import (FEATURE_DEFAULTS, PRESETS, get_model, input_names, list_m
 from .summary import count_macs, example_inputs, summarize
 from .text import TextBiLSTM, TextTransformer
 from .video import VideoMobileNet
+from . import pretrained as _pretrained  # registers whisper_tiny_en, whisper_base, minilm_l6, fer_mini_xception
 
 __all__ = [
     "get_model", "list_models", "input_names", "register_model", "valid_kwargs", "model_info",
