@@ -20,9 +20,12 @@ those of ``Predictor`` (``extract_item``) on the same file segment.
 """
 import time
 
+import cv2
 import numpy as np
 
 from ..errors import BadItem
+from ..features import audio as fa
+from ..features import face as ff
 
 
 def audio_features_from_wave(wave, audio_cfg, prosody=None):
@@ -30,7 +33,6 @@ def audio_features_from_wave(wave, audio_cfg, prosody=None):
 
     ``prosody=False`` skips the prosody track (F0 tracking is the costly part) when the model
     does not use it; the other features do not depend on it."""
-    from ..features import audio as fa
     a = audio_cfg
     wave = np.asarray(wave, np.float32)
     if a.max_seconds is not None:
@@ -50,14 +52,12 @@ def audio_features_from_wave(wave, audio_cfg, prosody=None):
 
 def crop_face(image, face_cfg):
     """``((C, S, S) uint8, face_found)`` of one BGR frame: the per-frame step of extract_faces."""
-    from ..features.face import crop_face
     f = face_cfg
-    return crop_face(image, f.size, f.grayscale, f.margin, f.detect, f.min_face)
+    return ff.crop_face(image, f.size, f.grayscale, f.margin, f.detect, f.min_face)
 
 
 def _downscale(image, side):
     """``image`` with its longest side at most ``side`` px (0: unchanged)."""
-    import cv2
     h, w = image.shape[:2]
     if not side or max(h, w) <= side:
         return image
@@ -69,14 +69,12 @@ def _downscale(image, side):
 def _face_square(image, face_cfg):
     """``(x0, y0, side)`` of the face square ``crop_face`` would cut, or None (no face).
     Uses the detector helpers of :mod:`emotion_mx.features.face` so the square is the same."""
-    import cv2
-    from ..features.face import _detect_largest_face, _square
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    box = _detect_largest_face(gray, face_cfg.min_face)
+    box = ff._detect_largest_face(gray, face_cfg.min_face)
     if box is None:
         return None
     x, y, w, h = box
-    return _square(gray.shape, x + w / 2.0, y + h / 2.0, max(w, h) * (1 + 2 * face_cfg.margin))
+    return ff._square(gray.shape, x + w / 2.0, y + h / 2.0, max(w, h) * (1 + 2 * face_cfg.margin))
 
 
 class FaceCache:
@@ -109,7 +107,7 @@ class FaceCache:
     def _crop(self, image):
         if self.frame_side == 0 and self.detect_every == 1 or not self.cfg.detect:
             return crop_face(image, self.cfg)                # the dataset-building step, unchanged
-        from ..features.face import crop_face as crop
+        crop = ff.crop_face
         f = self.cfg
         image = _downscale(image, self.frame_side)
         if self._since_detect is None or self._since_detect + 1 >= self.detect_every:
@@ -169,7 +167,6 @@ def window_features(window, text, cfg, modalities, face_cache=None, executor=Non
     quality; reported as missing); ``costs``: a dict that receives the seconds each modality's
     features took.
     """
-    from ..features.text import tokenize
     feats, missing = {}, dict(drop or {})
     modalities = [m for m in modalities if m not in missing]
     audio = None
@@ -190,6 +187,7 @@ def window_features(window, text, cfg, modalities, face_cache=None, executor=Non
         else:
             missing["video"] = "no frame in the window"
     if "text" in modalities:
+        from ..features.text import tokenize   # gluonnlp/MXNet: lazy for ONNX Runtime serving
         tokens = tokenize(text, lower=cfg.text.lower) if text else []
         if tokens:
             feats["tokens"] = tokens
