@@ -620,3 +620,17 @@ def test_config_that_is_not_utf8_text_is_one_line(tmp_path, kind):
         path.write_bytes("corpus: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="folder" if kind == "folder" else "not UTF-8"):
         load_config(str(path), DatasetConfig)
+
+
+@pytest.mark.parametrize("path", ["../outside.jsonl", "/etc/hostname", "link/manifest.jsonl"])
+def test_reader_path_option_leaving_the_root_is_refused(tmp_path, path):
+    from emotion_mx.corpora import read_corpus
+    root = tmp_path / "root"
+    root.mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.jsonl").write_text('{"id": "a", "label": "anger", "group": "g"}\n')
+    (tmp_path / "outside.jsonl").write_text('{"id": "a", "label": "anger", "group": "g"}\n')
+    os.symlink(other, root / "link")
+    with pytest.raises(EmotionMXError, match="option 'path' .* is outside the corpus root"):
+        read_corpus("manifest", str(root), path=path)
