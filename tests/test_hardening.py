@@ -634,3 +634,16 @@ def test_reader_path_option_leaving_the_root_is_refused(tmp_path, path):
     os.symlink(other, root / "link")
     with pytest.raises(EmotionMXError, match="option 'path' .* is outside the corpus root"):
         read_corpus("manifest", str(root), path=path)
+
+
+def test_resume_on_another_fold_is_refused(reference, tmp_path):
+    """--resume --fold 1 on a fold-0 run used to switch folds (fold 1's test speakers then took
+    part in model selection)."""
+    from emotion_mx.training import train
+    from emotion_mx.training.config import load_train_config
+    cfg = load_train_config(None, {"epochs": 1, "batch_size": 4, "data": {"modalities": ["audio"]},
+                                   "model": {"name": "audio_cnn"}})
+    run = str(tmp_path / "run")
+    train(cfg, reference, run, fold=0, progress=False, echo=lambda *a: None)
+    with pytest.raises(EmotionMXError, match=r"different fold \(0 vs 1\)"):
+        train(cfg, reference, run, fold=1, resume=True, progress=False, echo=lambda *a: None)
