@@ -35,17 +35,14 @@ from emotion_mx.cli import run_cli
 @click.option("--realtime/--no-realtime", default=True, show_default=True,
               help="Release file data at wall-clock pace, or as fast as possible (same outputs).")
 @click.option("--max-seconds", type=click.FloatRange(min=0.0, min_open=True), help="Stop a live stream after this long.")
-@click.option("--runtime", type=click.Choice(["auto", "mxnet", "onnxruntime"]), default="auto", show_default=True,
-              help="auto: the faster one measured at export (runtime.json); printed on stderr.")
 def main(model_dir, video, camera, mic, audio, transcript, out, window, hop, tolerance, ema, min_partial,
-         realtime, max_seconds, runtime):
+         realtime, max_seconds):
     from emotion_mx.fileio import atomic_path
     from emotion_mx.inference.predict import Predictor
     from emotion_mx.inference.stream import StreamRunner, open_sources
     from emotion_mx.inference.subtitles import read_subtitles
 
-    predictor = Predictor(model_dir, batch_size=1, runtime=runtime)
-    click.echo(predictor.runtime_message, err=True)
+    predictor = Predictor(model_dir, batch_size=1)
     cues = read_subtitles(transcript) if transcript else None
     runner = StreamRunner(predictor, window=window, hop=hop, tolerance=tolerance, ema=ema, cues=cues,
                           min_partial=min_partial)
