@@ -11,21 +11,32 @@ A bad item never stops the build: it is skipped and its reason recorded in ``sta
 (``strict=True`` fails on it instead, with one line naming the item).
 """
 import concurrent.futures as cf
+import ctypes
+import errno
+import fcntl
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import signal
 import time
 from collections import Counter, defaultdict
 
 import numpy as np
 
 from . import store as st
-from .config import DatasetConfig, dump_config, to_dict
+from .config import DatasetConfig, dump_config, replace, to_dict
+from .corpora import read_corpus
+from .corpora.labels import apply_label_config
 from .errors import BadItem, EmotionMXError
-from .fileio import read_json, write_json
-from .manifest import resolve_media, write_manifest
+from .features import audio as fa
+from .features.align import align_words, boundary_error, pool_over_spans, read_iemocap_wdseg
+from .features.face import extract_faces
+from .features.text import build_vocab, save_vocab, tokenize
+from .fileio import ensure_output_dir, read_json, write_json
+from .manifest import check_item_id, media_stamp, resolve_media, write_manifest
+from .splits import check_leakage, make_folds, split_of
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +63,6 @@ def _sums(x):
 
 def extract_item(item, root, cfg):
     """Features of one utterance: ``(arrays, meta)``; raises BadItem when unusable."""
-    from .features import audio as fa
 
     arrays, meta = {}, {"label": item.label, "group": item.group, "flags": {}, "sums": {}}
     wave = None
@@ -74,7 +84,6 @@ def extract_item(item, root, cfg):
 
     # 1b. text: tokens (ids are assigned per fold, from the fold's training vocabulary)
     if "text" in mods and cfg.text.enabled:
-        from .features.text import tokenize
         tokens = tokenize(item.text or "", lower=cfg.text.lower)
         if not tokens:
             raise BadItem("empty transcript; give the item text or drop its 'text' field", item_id=item.id)
@@ -82,7 +91,6 @@ def extract_item(item, root, cfg):
 
     # 1c. faces: N frames spread over the utterance (a still image is one frame)
     if "video" in mods and cfg.face.enabled:
-        from .features.face import extract_faces
         f = cfg.face
         rel = item.video or item.image
         path = resolve_media(root, rel, item.id)
@@ -115,7 +123,6 @@ def extract_item(item, root, cfg):
 
 def _align(item, root, cfg, wave, arrays, meta):
     """Word spans by TTS + DTW, word-pooled audio/face features; a failure is recorded, not fatal."""
-    from .features.align import align_words, pool_over_spans, read_iemocap_wdseg, boundary_error
     a = cfg.audio
     voice = cfg.align.voice or DEFAULT_VOICES.get(item.lang or "en", item.lang or "en")
     try:
@@ -146,12 +153,33 @@ def _align(item, root, cfg, wave, arrays, meta):
             meta["flags"]["align_ref_error"] = str(e)
 
 
-def _process_chunk(chunk, root, cfg, store_dir, shard_name):
-    """Worker: extract a chunk of items and write their shard. Returns (ids, skipped)."""
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_init(parent_pid):
+    """Worker initializer: die with the build's main process (also when it is SIGKILLed, as the
+    out-of-memory killer does), so no orphan keeps writing shards into ``--out``."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):   # not Linux: the parent check below still runs
+        pass
+    if os.getppid() != parent_pid:      # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _process_chunk(chunk, root, cfg, store_dir, shard_name, chash=None):
+    """Worker: extract a chunk of items and write their shard. Returns (ids, skipped).
+
+    Every item's metadata carries the settings hash ``chash`` and its media stamp, so a shard
+    written under other settings, or before the media changed, is never taken in.
+    """
     done, skipped = [], []
     for item in chunk:
         try:
+            stamp = media_stamp(root, item)
             arrays, meta = extract_item(item, root, cfg)
+            meta["config_hash"], meta["stamp"] = chash, stamp
             done.append((item.id, arrays, meta))
         except BadItem as e:
             skipped.append((item.id, e.reason))
@@ -173,10 +201,15 @@ def _config_hash(cfg, root):
 
 def read_items(corpus, root, cfg):
     """Reader + label mapping. Returns ``(items, skipped)`` with skipped = [(id, reason)]."""
-    from .corpora import read_corpus
-    from .corpora.labels import apply_label_config
     items, skipped = read_corpus(corpus, root, **dict(cfg.reader))
     skipped = [(str(i), r) for i, r in skipped]
+    usable = []
+    for it in items:     # the manifest boundary: an id no later stage can store is refused
+        try:
+            usable.append(check_item_id(it.id, where="item") and it)
+        except EmotionMXError as e:
+            skipped.append((repr(it.id), str(e)))
+    items = usable
     kept, dropped = apply_label_config(items, cfg.labels, corpus=corpus)
     skipped += [(it.id, reason) for it, reason in dropped]
     ids = Counter(it.id for it in kept)
@@ -198,8 +231,9 @@ def build_dataset(corpus, root, out, cfg=None, workers=1, folds=None, strict=Fal
     Returns the stats dict written to ``out/stats.json``.
     """
     cfg = cfg or DatasetConfig()
+    if limit is not None and limit < 0:
+        raise EmotionMXError(f"--limit must be >= 0, got {limit}")
     if folds is not None:
-        from .config import replace
         cfg = replace(cfg, splits=replace(cfg.splits, folds=folds))
     if not os.path.isdir(root):
         raise EmotionMXError(f"corpus root {root} does not exist or is not a folder")
@@ -215,9 +249,42 @@ def build_dataset(corpus, root, out, cfg=None, workers=1, folds=None, strict=Fal
         raise EmotionMXError(f"corpus '{corpus}' at {root}: no usable items "
                              f"({len(skipped)} skipped{': ' + skipped[0][1] if skipped else ''})")
 
-    # 2. the output folder: a new build, or the resumption of one with the same settings
+    # 2. the output folder: a new build, or the resumption of one with the same settings, held
+    #    under an exclusive lock until the build ends (a second build on it fails at once)
+    ensure_output_dir(out, "--out")
+    with _BuildLock(out):
+        return _build_locked(corpus, root, out, cfg, items, skipped, workers, strict, progress, t0)
+
+
+class _BuildLock:
+    """Exclusive ``flock`` on ``out/.build.lock`` (released by the kernel if the process dies)."""
+
+    def __init__(self, out):
+        self.path = os.path.join(out, ".build.lock")
+        self.fd = None
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            other = os.pread(self.fd, 64, 0).decode("ascii", "replace").strip() or "?"
+            os.close(self.fd)
+            raise EmotionMXError(f"{os.path.dirname(self.path)} is being built by another process "
+                                 f"(pid {other}); wait for it to finish or use another --out") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)     # closing releases the lock
+
+
+def _build_locked(corpus, root, out, cfg, items, skipped, workers, strict, progress, t0):
     os.makedirs(os.path.join(out, st.SHARD_DIR), exist_ok=True)
-    meta_path = os.path.join(out, "meta.json")
+    meta_path = os.path.join(out, st.BUILD_META)
     chash = _config_hash(cfg, root)
     if os.path.exists(meta_path):
         prev = read_json(meta_path)
@@ -226,36 +293,58 @@ def build_dataset(corpus, root, out, cfg=None, workers=1, folds=None, strict=Fal
                                  "use a new --out folder (or delete that one) to rebuild")
     write_json(meta_path, {"corpus": corpus, "root": os.path.realpath(root), "config_hash": chash,
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    dump_config(cfg, os.path.join(out, "config.yaml"))
+    dump_config(cfg, os.path.join(out, st.CONFIG))
     st.clean_partial(out)
     index_path = os.path.join(out, st.INDEX)
     if os.path.exists(index_path):
         os.unlink(index_path)   # the store is being changed: unfinished until finalised again
 
-    # 3. extract what no complete shard holds yet
-    done_meta = _existing(out)
+    # 3. extract what no complete shard holds yet (with the same settings and unchanged media)
+    done_meta = _existing(out, chash, {it.id: media_stamp(root, it) for it in items})
     pending = [it for it in items if it.id not in done_meta]
     resumed = len(items) - len(pending)
     if resumed:
         log.info("resuming: %d of %d items already in complete shards", resumed, len(items))
-    extract_skipped = _extract(pending, root, cfg, out, workers, strict, progress)
+    extract_skipped = _extract(pending, root, cfg, out, workers, strict, progress, chash)
     skipped += extract_skipped
 
     # 4. finalise
-    return finalise(out, corpus, root, cfg, items, skipped, resumed=resumed, seconds=time.time() - t0)
+    return finalise(out, corpus, root, cfg, items, skipped, resumed=resumed, seconds=time.time() - t0,
+                    chash=chash)
 
 
-def _existing(out):
-    """Item metadata from complete shards; a shard that cannot be read is removed (re-extracted)."""
+def _existing(out, chash=None, stamps=None):
+    """Item metadata from complete shards.
+
+    A shard is removed (its items are extracted again) when it cannot be read, was written under
+    other settings (``chash``), holds an item whose media or manifest row changed since
+    (``stamps``: id -> :func:`media_stamp`), or repeats an item another shard already holds.
+    """
     metas = {}
     for path in st.shard_paths(out):
         try:
-            for item_id, m in st.read_shard_meta(path).items():
-                m["shard"] = os.path.basename(path)
-                metas[item_id] = m
+            shard = st.read_shard_meta(path)
         except Exception:
             log.warning("removing unreadable shard %s (its items are extracted again)", path)
             os.unlink(path)
+            continue
+        why = None
+        for item_id, m in shard.items():
+            if chash is not None and m.get("config_hash") != chash:
+                why = "it was written with other settings"
+            elif stamps is not None and item_id in stamps and m.get("stamp") != stamps[item_id]:
+                why = f"the media or manifest row of item {item_id} changed"
+            elif item_id in metas:
+                why = f"item {item_id} is already in {metas[item_id]['shard']}"
+            if why:
+                break
+        if why:
+            log.warning("removing shard %s (%s); its items are extracted again", path, why)
+            os.unlink(path)
+            continue
+        for item_id, m in shard.items():
+            m["shard"] = os.path.basename(path)
+            metas[item_id] = m
     return metas
 
 
@@ -264,7 +353,7 @@ def _chunks(items, size):
         yield items[i:i + size]
 
 
-def _extract(pending, root, cfg, out, workers, strict, progress):
+def _extract(pending, root, cfg, out, workers, strict, progress, chash=None):
     from tqdm import tqdm
     skipped = []
     chunks = list(_chunks(pending, max(1, cfg.shard_size)))
@@ -272,18 +361,26 @@ def _extract(pending, root, cfg, out, workers, strict, progress):
     try:
         if workers <= 1:
             for i, chunk in enumerate(chunks):
-                _, sk = _process_chunk(chunk, root, cfg, out, st.new_shard_name(i))
+                _, sk = _process_chunk(chunk, root, cfg, out, st.new_shard_name(i), chash)
                 skipped += sk
                 bar.update(len(chunk))
                 if strict and sk:
                     _fail_strict(sk)
         else:
             ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                futures = {pool.submit(_process_chunk, chunk, root, cfg, out, st.new_shard_name(i)): len(chunk)
-                           for i, chunk in enumerate(chunks)}
+            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                                        initargs=(os.getpid(),)) as pool:
+                futures = {pool.submit(_process_chunk, chunk, root, cfg, out, st.new_shard_name(i), chash):
+                           len(chunk) for i, chunk in enumerate(chunks)}
                 for fut in cf.as_completed(futures):
-                    _, sk = fut.result()
+                    try:
+                        _, sk = fut.result()
+                    except cf.process.BrokenProcessPool:
+                        for f in futures:
+                            f.cancel()
+                        raise EmotionMXError("a feature worker process died (killed, or out of memory); "
+                                             "finished shards are kept: rerun the same command to resume "
+                                             "(with fewer --workers if memory is short)") from None
                     skipped += sk
                     bar.update(futures[fut])
                     if strict and sk:
@@ -312,9 +409,8 @@ def _fold_stats(metas, ids):
     return out
 
 
-def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0):
-    from .splits import check_leakage, make_folds, split_of
-    metas = _existing(out)
+def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0, chash=None):
+    metas = _existing(out, chash)
     usable = [it for it in items if it.id in metas]
     # items in a shard but no longer in the corpus listing (e.g. --limit changed) are ignored
     if not usable:
@@ -322,20 +418,20 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0):
                              f"{skipped[0][1] if skipped else 'unknown'}")
 
     # 4a. normalised manifest and labels
-    write_manifest(os.path.join(out, "manifest.jsonl"), usable)
+    write_manifest(os.path.join(out, st.MANIFEST), usable)
     keep = list(cfg.labels.keep)
     labels = [l for l in keep if any(it.label == l for it in usable)] if keep else \
         sorted({it.label for it in usable})
-    write_json(os.path.join(out, "labels.json"), labels)
+    write_json(os.path.join(out, st.LABELS), labels)
 
     # 4b. speaker-independent folds and the leakage check (fails the build)
     folds = make_folds(usable, k=cfg.splits.folds, seed=cfg.splits.seed)
     check_leakage(usable, folds)
-    write_json(os.path.join(out, "folds.json"), folds)
+    write_json(os.path.join(out, st.FOLDS), folds)
 
     # 4c. per-fold normalisation statistics and vocabularies, from each fold's train split only
-    os.makedirs(os.path.join(out, "norm"), exist_ok=True)
-    os.makedirs(os.path.join(out, "vocab"), exist_ok=True)
+    os.makedirs(os.path.join(out, st.NORM_DIR), exist_ok=True)
+    os.makedirs(os.path.join(out, st.VOCAB_DIR), exist_ok=True)
     has_text = any("tokens" in metas[it.id] for it in usable)
     split_counts = []
     for f, fold in enumerate(folds["folds"]):
@@ -343,12 +439,11 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0):
         for it in usable:
             sides[split_of(it, fold)].append(it.id)
         split_counts.append({k: len(v) for k, v in sides.items()})
-        write_json(os.path.join(out, "norm", f"fold{f}.json"), _fold_stats(metas, sides["train"]))
+        write_json(st.norm_path(out, f), _fold_stats(metas, sides["train"]))
         if has_text:
-            from .features.text import build_vocab, save_vocab
             vocab = build_vocab([metas[i]["tokens"] for i in sides["train"] if "tokens" in metas[i]],
                                 min_freq=cfg.text.min_freq, max_size=cfg.text.max_vocab)
-            save_vocab(vocab, os.path.join(out, "vocab", f"fold{f}.json"))
+            save_vocab(vocab, st.vocab_path(out, f))
 
     # 4d. stats and, last, the index that marks the store complete
     align_err = [metas[it.id]["align_ref_error"] for it in usable if "align_ref_error" in metas[it.id]]
@@ -371,7 +466,7 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0):
         "skipped_items": [{"id": i, "reason": r} for i, r in skipped],
         "seconds": round(seconds, 2),
     }
-    write_json(os.path.join(out, "stats.json"), stats)
+    write_json(os.path.join(out, st.STATS), stats)
     index = {}
     for it in usable:
         m = metas[it.id]

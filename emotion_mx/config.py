@@ -6,15 +6,21 @@ misspelt key is an error naming the key, the valid keys and the file.  :func:`du
 writes the resolved configuration (defaults filled in) into a run or store directory.
 
 Each subsystem declares its own dataclasses (``DatasetConfig`` below, ``TrainConfig`` in
-:mod:`emotion_mx.training.config`, ...) and uses the same machinery.
+:mod:`emotion_mx.training.config`, ``SearchConfig`` in :mod:`emotion_mx.search.config`) and
+uses the same machinery, including the one YAML loader (:func:`read_yaml`: YAML 1.2 numbers,
+duplicate keys and self-referencing aliases refused, ``base: OTHER.yaml`` composition) and
+``--set dotted.key=value`` overrides (:func:`parse_sets`).  :func:`config_path` finds a shipped
+``configs/...`` file in the installed package when the path does not exist locally.
 """
 import collections.abc
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Any, Mapping, Optional, Tuple
 
 import yaml
@@ -23,7 +29,8 @@ from .errors import ConfigError
 from .fileio import write_text
 
 __all__ = [
-    "FrozenDict", "from_dict", "to_dict", "load_config", "dump_config", "replace",
+    "FrozenDict", "from_dict", "to_dict", "load_config", "read_yaml", "parse_yaml", "parse_sets",
+    "config_path", "dump_config", "replace",
     "LabelConfig", "AudioConfig", "TextConfig", "FaceConfig", "AlignConfig", "SplitConfig",
     "DatasetConfig",
 ]
@@ -138,19 +145,200 @@ def to_dict(obj):
     return obj
 
 
-def load_config(path, cls, overrides=None):
-    """Read YAML ``path`` into ``cls``; ``overrides`` (a mapping) is merged on top."""
+# --------------------------------------------------------------------------------------------
+# The one YAML loader (dataset, training and search files alike)
+# --------------------------------------------------------------------------------------------
+
+class _YamlProblem(Exception):
+    """Raised inside the loader; turned into one ConfigError line naming the file."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads 1e-4 / 5E+3 (no dot) as floats, as YAML 1.2 does, and refuses
+    duplicate keys and aliases that refer to the node they are part of."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._open_anchors = set()
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open_anchors:
+                raise _YamlProblem(f"alias *{event.anchor} refers to the node it is part of "
+                                   f"(line {event.start_mark.line + 1})")
+            return super().compose_node(parent, index)
+        anchor = getattr(event, "anchor", None)
+        if anchor is None:
+            return super().compose_node(parent, index)
+        self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._open_anchors.discard(anchor)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue                      # '<<: *anchor' may be overridden below it
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, collections.abc.Hashable) and key in seen:
+                    raise _YamlProblem(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def parse_yaml(text, source):
+    """One YAML document → Python data (the project's loader); errors name ``source``."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except _YamlProblem as e:
+        raise ConfigError(f"{source}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid YAML (nested too deeply)") from None
+
+
+SHIPPED_PREFIX = "configs/"
+
+
+def config_path(path):
+    """``path`` if it exists; else a shipped file named ``configs/...`` from the installed
+    package (wheel) or from the source checkout; else ``path`` unchanged (reported as missing)."""
     path = os.fspath(path)
+    if os.path.exists(path):
+        return path
+    rel = path.replace(os.sep, "/")
+    if rel.startswith("./"):
+        rel = rel[2:]
+    if rel.startswith(SHIPPED_PREFIX):
+        inner = rel[len(SHIPPED_PREFIX):]
+        candidates = [files("emotion_mx") / "configs" / inner,                  # installed wheel
+                      os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                   "configs", inner)]                            # source checkout
+        for c in candidates:
+            if os.path.isfile(os.fspath(c)):
+                return os.fspath(c)
+    return path
+
+
+BASE_KEY = "base"
+
+
+def read_yaml(path, _chain=()):
+    """Read a config file into a plain mapping, resolving ``base: OTHER.yaml`` (a string at the
+    top level, relative to this file) by deep-merging this file over the base; cycles refused."""
+    path = config_path(path)
+    real = os.path.realpath(path)
+    if real in _chain:
+        loop = " -> ".join(os.path.basename(p) for p in (*_chain, real))
+        raise ConfigError(f"{path}: 'base:' chain comes back to this file ({loop})")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+            text = f.read()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give a YAML file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save the config as UTF-8") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot read the config file (permission denied)") from None
+    data = parse_yaml(text, path)
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    base = data.get(BASE_KEY)
+    if isinstance(base, str):
+        data = {k: v for k, v in data.items() if k != BASE_KEY}
+        base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+        try:
+            parent = read_yaml(base_path, (*_chain, real))
+        except ConfigError as e:
+            if str(e).startswith(os.fspath(base_path)) and "not found" in str(e):
+                raise ConfigError(f"{path}: base file {base!r} not found") from None
+            raise
+        data = _merge(parent, data)
+    return data
+
+
+def parse_sets(cls, sets, option="--set"):
+    """``["optim.lr=1e-4", "data.modalities=[audio,text]"]`` → a nested override mapping.
+
+    Each value is read as YAML (so numbers, lists and null work as in a file); the dotted key
+    must name a field of ``cls`` (any key below a free-form mapping such as ``model.kwargs``),
+    and the value is checked against that field's type.  Errors are one line naming the item.
+    """
+    out = {}
+    for item in sets or ():
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        where = f"{option} {item}"
+        if not sep or not key:
+            raise ConfigError(f"{where}: expected dotted.key=value, e.g. optim.lr=0.001")
+        value = parse_yaml(raw, where) if raw.strip() else None
+        parts = key.split(".")
+        tp, path = cls, []
+        for i, part in enumerate(parts):
+            if dataclasses.is_dataclass(tp):
+                hints = typing.get_type_hints(tp)
+                names = [f.name for f in dataclasses.fields(tp) if f.init]
+                if part not in names:
+                    prefix = ".".join(path)
+                    valid = ", ".join(f"{prefix}.{n}" if prefix else n for n in sorted(names))
+                    raise ConfigError(f"{where}: unknown key '{'.'.join(path + [part])}' "
+                                      f"(valid keys here: {valid})")
+                tp = hints[part]
+                path.append(part)
+                continue
+            origin = typing.get_origin(tp)
+            if origin in (dict, collections.abc.Mapping) or tp in (dict, Mapping):
+                # free-form mapping: the rest of the dotted key is one key of it
+                args = typing.get_args(tp)
+                tp = args[1] if len(args) == 2 else Any
+                path.append(".".join(parts[i:]))
+                break
+            raise ConfigError(f"{where}: '{'.'.join(path)}' has no sub-keys")
+        if dataclasses.is_dataclass(tp) and not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: '{key}' is a section; set one of its keys "
+                              f"({', '.join(f'{key}.{f.name}' for f in dataclasses.fields(tp))})")
+        if dataclasses.is_dataclass(tp):
+            value = to_dict(from_dict(tp, value, source=option, prefix=key + "."))
+        else:
+            value = to_dict(_convert(tp, value, key, option))
+        node = out
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path, cls, overrides=None, sets=()):
+    """Read YAML ``path`` (``base:`` resolved) into ``cls``; ``sets`` (``--set key=value`` items,
+    see :func:`parse_sets`) and then ``overrides`` (a mapping) are merged on top.  ``path=None``
+    starts from the defaults of ``cls``."""
+    data = read_yaml(path) if path is not None else {}
+    source = os.fspath(config_path(path)) if path is not None else "command-line options"
+    if sets:
+        data = _merge(data, parse_sets(cls, sets))
+        source += " with --set"
     if overrides:
         data = _merge(data, overrides)
-    return from_dict(cls, data, source=path)
+    return from_dict(cls, data, source=source)
 
 
 def _merge(base, extra):
@@ -169,7 +357,10 @@ def dump_config(obj, path):
 
 
 def replace(obj, **changes):
-    return dataclasses.replace(obj, **changes)
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ValueError as e:   # a range check in __post_init__
+        raise ConfigError(str(e)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,6 +369,18 @@ def replace(obj, **changes):
 
 def _frozen_map():
     return field(default_factory=FrozenDict)
+
+
+def _check_range(name, value, lo=None, hi=None, lo_open=False, hi_open=False):
+    """Range validation of one config value (dataclass ``__post_init__``); ValueError names it."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if lo is not None and (value <= lo if lo_open else value < lo):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value!r}")
+    if hi is not None and (value >= hi if hi_open else value > hi):
+        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -202,6 +405,16 @@ class AudioConfig:
     fmax: Optional[float] = None
     max_seconds: float = 30.0
 
+    def __post_init__(self):
+        _check_range("audio.sample_rate", self.sample_rate, 1000, 192000)
+        _check_range("audio.n_mels", self.n_mels, 1, 512)
+        _check_range("audio.win_ms", self.win_ms, 0, 1000, lo_open=True)
+        _check_range("audio.hop_ms", self.hop_ms, 0, 1000, lo_open=True)
+        _check_range("audio.n_mfcc", self.n_mfcc, 1, 512)
+        _check_range("audio.fmin", self.fmin, 0, self.sample_rate / 2, hi_open=True)
+        _check_range("audio.fmax", self.fmax, self.fmin, self.sample_rate / 2, lo_open=True)
+        _check_range("audio.max_seconds", self.max_seconds, 0, 24 * 3600, lo_open=True)
+
 
 @dataclass(frozen=True)
 class TextConfig:
@@ -210,6 +423,14 @@ class TextConfig:
     min_freq: int = 1
     max_vocab: int = 30000
     vectors: Optional[str] = None   # local GloVe / word2vec / fastText text file
+
+    def __post_init__(self):
+        _check_range("text.min_freq", self.min_freq, 1)
+        _check_range("text.max_vocab", self.max_vocab, 1)
+        if self.vectors is not None:
+            # the build stores tokens only; word vectors are loaded by the model at training time
+            raise ValueError("text.vectors is set but nothing in the build or training reads it; remove it "
+                             "(emotion_mx.features.text.load_word_vectors loads a vector file from code)")
 
 
 @dataclass(frozen=True)
@@ -221,6 +442,12 @@ class FaceConfig:
     margin: float = 0.2
     detect: bool = True
     min_face: int = 24
+
+    def __post_init__(self):
+        _check_range("face.num_frames", self.num_frames, 1, 1024)
+        _check_range("face.size", self.size, 8, 1024)
+        _check_range("face.margin", self.margin, 0, 2)
+        _check_range("face.min_face", self.min_face, 1)
 
 
 @dataclass(frozen=True)
@@ -234,6 +461,10 @@ class SplitConfig:
     folds: int = 5
     seed: int = 0
 
+    def __post_init__(self):
+        _check_range("splits.folds", self.folds, 1, 1000)
+        _check_range("splits.seed", self.seed, 0, 2 ** 32 - 1)
+
 
 @dataclass(frozen=True)
 class DatasetConfig:
@@ -246,3 +477,6 @@ class DatasetConfig:
     align: AlignConfig = AlignConfig()
     splits: SplitConfig = SplitConfig()
     shard_size: int = 64
+
+    def __post_init__(self):
+        _check_range("shard_size", self.shard_size, 1, 100000)

@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 
+from .features.tts import synthesize
 from .fileio import atomic_path
 from .manifest import Utterance, write_manifest
 
@@ -93,7 +94,6 @@ def make_demo_corpus(out_dir, per_class_per_speaker=4, seed=0, speakers=SPEAKERS
 
     Returns the list of utterances.  Existing media files are kept (re-running is cheap).
     """
-    from .features.tts import synthesize
     items = []
     for s_idx, voice in enumerate(speakers):
         spk = f"spk{s_idx + 1:02d}"
@@ -117,3 +117,14 @@ def make_demo_corpus(out_dir, per_class_per_speaker=4, seed=0, speakers=SPEAKERS
                                        text=text, lang="en", meta={"synthetic": True}))
     write_manifest(os.path.join(out_dir, "manifest.jsonl"), items)
     return items
+
+
+def predict_with_api(export_dir, corpus_dir, item_id="spk06_anger_00"):
+    """The demo's last step: one corpus item (speech, face clip, transcript) through the Python
+    API; returns ``(item, EmotionResult)``."""
+    from . import EmotionRecognizer
+    from .manifest import read_manifest
+    item = next(it for it in read_manifest(os.path.join(corpus_dir, "manifest.jsonl")) if it.id == item_id)
+    rec = EmotionRecognizer.load(export_dir)
+    return item, rec.predict(audio=os.path.join(corpus_dir, item.audio), video=os.path.join(corpus_dir, item.video),
+                             text=item.text)

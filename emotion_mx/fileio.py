@@ -1,8 +1,11 @@
 """Atomic file writes: a file either appears whole under its final name or not at all."""
 import contextlib
+import errno
 import json
 import os
 import tempfile
+
+from .errors import EmotionMXError
 
 
 @contextlib.contextmanager
@@ -49,15 +52,57 @@ def write_jsonl(path, rows):
 
 
 def read_jsonl(path):
+    from .errors import EmotionMXError
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as e:
+                raise EmotionMXError(f"{path}:{lineno}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
             if not line:
                 continue
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as e:
-                from .errors import EmotionMXError
                 raise EmotionMXError(f"{path}:{lineno}: not valid JSON ({e.msg}); fix or remove that line") from None
+            except RecursionError:
+                raise EmotionMXError(f"{path}:{lineno}: JSON nested too deeply") from None
     return rows
+
+
+def ensure_output_dir(path, what="--out"):
+    """Create output folder ``path`` (and parents) or raise one line saying why it cannot be used:
+    it is a file, lies under a file, or is not writable.  Every tool that writes a folder calls
+    this before its work starts, so the failure comes before hours of computing."""
+    from .errors import EmotionMXError
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise EmotionMXError(f"{what} {path} exists and is not a folder; give a folder path")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except FileExistsError:
+        raise EmotionMXError(f"{what} {path}: a part of that path is a file, not a folder") from None
+    except NotADirectoryError:
+        raise EmotionMXError(f"{what} {path}: a part of that path is a file, not a folder") from None
+    except OSError as e:
+        raise EmotionMXError(f"{what} {path} cannot be created ({os_reason(e)})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise EmotionMXError(f"{what} {path} is not writable; choose another folder or fix its permissions")
+    return path
+
+
+def os_reason(e):
+    """A short reason for an OSError, with what to do for the common environment failures."""
+    hints = {errno.ENOSPC: "disk full: free space or write elsewhere",
+             errno.EDQUOT: "disk quota exceeded: free space or write elsewhere",
+             errno.EROFS: "read-only file system: write elsewhere",
+             errno.EACCES: "permission denied: fix the permissions or write elsewhere",
+             errno.EPERM: "operation not permitted: fix the permissions or write elsewhere",
+             errno.ENOTDIR: "a part of the path is a file, not a folder",
+             errno.EISDIR: "is a folder, a file was expected"}
+    return hints.get(e.errno, e.strerror or str(e))
+
+
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                      errno.EISDIR)

@@ -13,7 +13,9 @@ Media paths are relative to the corpus root (for a hand-written manifest: the ma
 folder).  :func:`resolve_media` refuses a path that escapes that root.
 """
 import dataclasses
+import math
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -22,6 +24,44 @@ from .fileio import read_jsonl, write_jsonl
 
 MEDIA_FIELDS = ("audio", "video", "image")
 SPLITS = ("train", "valid", "test")
+MAX_ID_CHARS = 200
+# Row schema: field -> accepted JSON types (checked at read time, so a wrong type is found on
+# the line it is on, not after feature extraction).
+_STR_FIELDS = ("split", "audio", "video", "image", "text", "lang")
+_NUM_FIELDS = ("start", "end")
+
+
+def check_item_id(item_id, where="manifest"):
+    """Refuse an id a later stage cannot store or name: empty, too long, or holding control,
+    format or unassigned characters (a NUL made a store that could not be read back)."""
+    if not isinstance(item_id, str) or not item_id.strip():
+        raise EmotionMXError(f"{where}: item id {item_id!r} is empty; give every item a non-empty id")
+    if len(item_id) > MAX_ID_CHARS:
+        raise EmotionMXError(f"{where}: item id {item_id[:40]!r}... is longer than {MAX_ID_CHARS} characters")
+    bad = [ch for ch in item_id if unicodedata.category(ch)[0] == "C"]
+    if bad or item_id != item_id.strip():
+        what = f"character {bad[0]!r}" if bad else "leading/trailing whitespace"
+        raise EmotionMXError(f"{where}: item id {item_id!r} contains {what}; "
+                             "use printable characters only")
+    return item_id
+
+
+def _check_types(d, where):
+    for key in ("id", "label", "group"):
+        if not isinstance(d[key], (str, int)) or isinstance(d[key], bool):
+            raise EmotionMXError(f"{where}: field '{key}' must be a string, got {type(d[key]).__name__}")
+    for key in _STR_FIELDS:
+        if d.get(key) is not None and not isinstance(d[key], str):
+            raise EmotionMXError(f"{where}: field '{key}' must be a string, got {type(d[key]).__name__}")
+    for key in _NUM_FIELDS:
+        v = d.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise EmotionMXError(f"{where}: field '{key}' must be a finite number of seconds, got {v!r}")
+    if d.get("meta") is not None and not isinstance(d["meta"], dict):
+        raise EmotionMXError(f"{where}: field 'meta' must be an object, got {type(d['meta']).__name__}")
+    wt = (d.get("meta") or {}).get("word_timings")
+    if wt is not None and not isinstance(wt, str):
+        raise EmotionMXError(f"{where}: field 'meta.word_timings' must be a string path")
 
 
 @dataclass(frozen=True)
@@ -56,6 +96,8 @@ class Utterance:
 
     @classmethod
     def from_json(cls, d, where="manifest"):
+        if not isinstance(d, dict):
+            raise EmotionMXError(f"{where}: a manifest line must be a JSON object, got {type(d).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -64,8 +106,12 @@ class Utterance:
         for req in ("id", "label", "group"):
             if d.get(req) in (None, ""):
                 raise EmotionMXError(f"{where}: manifest line without '{req}'")
+        _check_types(d, where)
         d = dict(d)
         d["id"], d["label"], d["group"] = str(d["id"]), str(d["label"]), str(d["group"])
+        check_item_id(d["id"], where)
+        if d.get("meta") is None:
+            d.pop("meta", None)
         if d.get("split") is not None and d["split"] not in SPLITS:
             raise EmotionMXError(f"{where}: item {d['id']}: split must be one of {SPLITS}, got {d['split']!r}")
         return cls(**d)
@@ -89,14 +135,40 @@ def write_manifest(path, items):
     write_jsonl(path, [it.to_json() for it in items])
 
 
+def inside_root(root, rel):
+    """Real path of ``rel`` under ``root`` after every symlink is followed, or None if it leaves
+    the root (the root itself may be a symlink: a corpus symlinked into place works)."""
+    if not isinstance(rel, str) or not rel or "\0" in rel:
+        return None
+    root_real = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(root_real, rel))
+    if os.path.commonpath([root_real, path]) != root_real:
+        return None
+    return path
+
+
 def resolve_media(root, rel, item_id=None):
-    """Absolute path of media ``rel`` under ``root``; BadItem if it escapes root or is missing."""
-    # Lexical check (no symlink resolution): corpora are often symlinked into place.
-    root_abs = os.path.abspath(root)
-    path = os.path.normpath(os.path.join(root_abs, rel))
-    if os.path.commonpath([root_abs, path]) != root_abs:
-        raise BadItem(f"path '{rel}' is outside the corpus root {root}; keep media inside the root",
-                      item_id=item_id)
+    """Real path of media ``rel`` under ``root``; BadItem if it escapes root (also through a
+    symlink) or is missing."""
+    path = inside_root(root, rel)
+    if path is None:
+        raise BadItem(f"path '{rel}' is outside the corpus root {root} (symlinks followed); keep media "
+                      "inside the root", item_id=item_id)
     if not os.path.isfile(path):
         raise BadItem(f"missing file '{rel}' under {root}", item_id=item_id)
     return path
+
+
+def media_stamp(root, item):
+    """Size and modification time of every file ``item`` reads, plus its manifest row: a change to
+    any of them makes a resumed build extract the item again."""
+    files = [getattr(item, k) for k in MEDIA_FIELDS] + [(item.meta or {}).get("word_timings")]
+    stamp = [item.to_json()]
+    for rel in files:
+        path = inside_root(root, rel) if rel else None
+        try:
+            st = os.stat(path) if path else None
+        except OSError:
+            st = None
+        stamp.append([rel, st.st_size, st.st_mtime_ns] if st else [rel, None, None])
+    return stamp

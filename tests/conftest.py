@@ -41,3 +41,14 @@ def emodb_small_store(real_data, tmp_path_factory):
                         shard_size=16)
     build_dataset("manifest", str(root), out, cfg=cfg, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory):
+    """An exported tri-modal ``mid_tiny`` (briefly trained on synthetic data) shared by the
+    streaming and live-page tests: ``emotion_mx.inference.testing.make_exported``."""
+    from emotion_mx.inference.testing import make_exported
+    d = tmp_path_factory.mktemp("tiny_export")
+    model = str(d / "export")
+    make_exported(model, str(d), audio_frames=200)
+    return model

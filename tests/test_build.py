@@ -97,8 +97,10 @@ def _bad_corpus(corpus, tmp_path):
     root = tmp_path / "bad"
     root.mkdir()
     items = read_manifest(os.path.join(corpus, "manifest.jsonl"))
+    import shutil
     for sub in ("audio", "video"):
-        os.symlink(os.path.join(corpus, sub), root / sub)
+        shutil.copytree(os.path.join(corpus, sub), root / sub)
+    os.symlink(os.path.join(corpus, "audio"), root / "linked")     # leaves the root: refused
     (root / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
     (root / "silent.wav").write_bytes(b"")
     import soundfile as sf
@@ -111,6 +113,7 @@ def _bad_corpus(corpus, tmp_path):
         base.replace(id="silence", audio="zeros.wav"),
         base.replace(id="no_text", text="  "),
         base.replace(id="escape", audio="../outside.wav"),
+        base.replace(id="symlink_escape", audio="linked/" + os.path.basename(base.audio)),
     ]
     write_manifest(str(root / "manifest.jsonl"), items + bad)
     return str(root), [b.id for b in bad]
@@ -123,6 +126,7 @@ def test_bad_items_are_skipped_with_reasons(corpus, tmp_path):
     assert sorted(reasons) == sorted(bad_ids) and stats["items"] == 12
     assert "missing file" in reasons["missing"]
     assert "outside the corpus root" in reasons["escape"]
+    assert "outside the corpus root" in reasons["symlink_escape"]
     assert "empty transcript" in reasons["no_text"]
     assert "silent" in reasons["silence"]
     for key in ("corrupt", "empty_file"):

@@ -183,3 +183,28 @@ def test_cpp_run_helper_raises_emotionmx_error(binary, models):
     del x["text"]
     with pytest.raises(EmotionMXError, match="missing input 'text'"):
         cpp.run(binary, models["fp32"], x)
+
+
+# ---- hardening (issue 13): parameters of another graph, non-finite inputs
+
+@pytest.mark.parametrize("other", [{"num_classes": 3}, {"vocab_size": 77}])
+def test_cpp_params_of_another_graph_are_one_error_line(binary, models, npy_inputs, tmp_path, other):
+    """Used to predict a uniform distribution and print it as a normal result."""
+    run = str(tmp_path / "other_run")
+    make_run(run, "mid_tiny", **other)
+    export(run, str(tmp_path / "other"))
+    model = str(tmp_path / "model")
+    shutil.copytree(models["fp32"], model)
+    shutil.copy(os.path.join(str(tmp_path / "other"), A.EXPORT_PARAMS), os.path.join(model, A.EXPORT_PARAMS))
+    rc, lines = run_raw(binary, _args(model, npy_inputs))
+    assert rc == 2 and len(lines) == 1, lines
+    assert "does not belong to this graph" in lines[0] and "the graph expects" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_cpp_non_finite_input_is_one_error_line(binary, models, npy_inputs, bad):
+    x = np.load(npy_inputs["audio"])
+    x[1, 3, 2] = bad
+    np.save(npy_inputs["audio"], x)
+    rc, lines = run_raw(binary, _args(models["fp32"], npy_inputs))
+    assert rc == 2 and len(lines) == 1 and "NaN or inf" in lines[0] and "'audio'" in lines[0], lines

@@ -116,18 +116,20 @@ def test_haar_finds_faces_on_ckplus48():
     assert out["frames"].shape == (1, 1, 48, 48) and out["face_found"][0] == 1
 
 
-def test_unreadable_frame_takes_nearest_readable(tmp_path, monkeypatch):
-    from emotion_mx.features import face
+def test_undecodable_frame_shows_its_predecessor(tmp_path, monkeypatch):
+    """A packet that fails to decode: its time shows the previous frame (as a player would)."""
+    import av
+    from emotion_mx.features import frames as fr
     video = write_video(tmp_path / "clip.avi", num_frames=50, fps=25.0)
-    real_read_at = face._read_at
+    real_decode = fr._decode
 
-    def flaky_read_at(cap, index, position):
-        if index == 18:                      # the frame sampled for slot 1 of 4 (t = 0.75 s)
-            return None, None
-        return real_read_at(cap, index, position)
+    def flaky_decode(packet):
+        if packet.pts is not None and round(float(packet.pts * packet.time_base) * 25) == 18:
+            raise av.error.InvalidDataError(1094995529, "corrupt")   # frame 18 (t = 0.72 s)
+        return real_decode(packet)
 
-    monkeypatch.setattr(face, "_read_at", flaky_read_at)
+    monkeypatch.setattr(fr, "_decode", flaky_decode)
     out = extract_faces(video, is_image=False, num_frames=4)
     index = np.round(out["times"] * 25).astype(int)
-    assert index.tolist() == [6, 17, 31, 43]      # 18 unreadable: its neighbour 17 instead
+    assert index.tolist() == [6, 17, 31, 43]      # 0.75 s: frame 18 unreadable, 17 is shown
     np.testing.assert_allclose(out["frames"][:, 0].mean(axis=(1, 2)), 4 * index, atol=3)

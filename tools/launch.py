@@ -1,33 +1,7 @@
 #!/usr/bin/env python
-"""Start a dist_sync job: scheduler + servers + workers, locally or on hosts over ssh.
-
-    python tools/launch.py -n 2 -s 1 -- python tools/train.py --config ... --kvstore dist_sync
-
-Every process gets DMLC_ROLE, DMLC_PS_ROOT_URI, DMLC_PS_ROOT_PORT, DMLC_NUM_SERVER and
-DMLC_NUM_WORKER.  All processes are killed when a worker fails, on --timeout and on Ctrl-C.
-"""
-import sys
-
-import click
-
+"""`python tools/launch.py ...` is `emotion-mx launch ...`: the command lives in emotion_mx/commands/launch.py."""
 from emotion_mx.cli import run_cli
-
-
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("-n", "--num-workers", required=True, type=int, help="Number of workers.")
-@click.option("-s", "--num-servers", default=1, show_default=True, type=int, help="Number of servers.")
-@click.option("-H", "--hostfile", type=click.Path(), help="Hosts (one per line) for ssh; default: all local.")
-@click.option("--port", type=int, help="Scheduler port (default: a free one).")
-@click.option("--host-ip", help="Address of this machine as seen by the hosts (ssh mode).")
-@click.option("--timeout", type=float, help="Kill everything after this many seconds.")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def main(num_workers, num_servers, hostfile, port, host_ip, timeout, command):
-    from emotion_mx.training.distributed import launch, read_hosts
-    hosts = read_hosts(hostfile) if hostfile else None
-    code = launch(list(command), num_workers, num_servers, hosts=hosts, port=port, root_uri=host_ip,
-                  timeout=timeout, log=lambda m: click.echo(m, err=True))
-    sys.exit(code)
-
+from emotion_mx.commands.launch import main
 
 if __name__ == "__main__":
     run_cli(main)

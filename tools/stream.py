@@ -1,68 +1,7 @@
 #!/usr/bin/env python
-"""Realtime emotion recognition on a video file (or a camera), window by window.
-
-    python tools/stream.py --model DIR --video clip.avi [--audio speech.wav] [--transcript subs.srt]
-                           [--window 2.0 --hop 0.5] [--tolerance 0.1] [--ema 0.5]
-                           [--realtime/--no-realtime] [--out preds.jsonl]
-    python tools/stream.py --model DIR --camera 0 [--mic] [--max-seconds 60]
-
-One JSON line per window (start, end, label, probabilities, modalities present, latency_ms,
-smoothed track), then a summary line {"summary": {...}} with latency statistics, the realtime
-factor and the dropped-data counters.  Errors are one line, exit code 2.
-"""
-import json
-
-import click
-
+"""`python tools/stream.py ...` is `emotion-mx stream ...`: the command lives in emotion_mx/commands/stream.py."""
 from emotion_mx.cli import run_cli
-
-
-@click.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="Exported model folder (fp32 or INT8).")
-@click.option("--video", type=click.Path(), help="Video file: frames, and its audio track unless --audio.")
-@click.option("--camera", type=int, help="Camera index for cv2.VideoCapture (live).")
-@click.option("--mic", is_flag=True, help="With --camera: audio from the default microphone (needs sounddevice).")
-@click.option("--audio", type=click.Path(), help="Audio file to use instead of the video's audio track.")
-@click.option("--transcript", type=click.Path(), help="Subtitles (.srt or .vtt) for the text modality.")
-@click.option("--out", type=click.Path(), help="Write the JSON lines here (summary printed too) instead of stdout.")
-@click.option("--window", default=2.0, show_default=True, type=click.FloatRange(min=0.05), help="Window length, seconds.")
-@click.option("--hop", default=0.5, show_default=True, type=click.FloatRange(min=0.01), help="Window step, seconds.")
-@click.option("--tolerance", default=0.1, show_default=True, type=click.FloatRange(min=0.0),
-              help="Max. time difference when pairing frames with audio / waiting for a lagging stream, seconds.")
-@click.option("--ema", default=0.5, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
-              help="Weight of the newest window in the smoothed track (1 = no smoothing).")
-@click.option("--min-partial", type=click.FloatRange(min=0.0), help="Shortest last partial window kept, seconds [window/2].")
-@click.option("--realtime/--no-realtime", default=True, show_default=True,
-              help="Release file data at wall-clock pace, or as fast as possible (same outputs).")
-@click.option("--max-seconds", type=click.FloatRange(min=0.0, min_open=True), help="Stop a live stream after this long.")
-def main(model_dir, video, camera, mic, audio, transcript, out, window, hop, tolerance, ema, min_partial,
-         realtime, max_seconds):
-    from emotion_mx.fileio import atomic_path
-    from emotion_mx.inference.predict import Predictor
-    from emotion_mx.inference.stream import StreamRunner, open_sources
-    from emotion_mx.inference.subtitles import read_subtitles
-
-    predictor = Predictor(model_dir, batch_size=1)
-    cues = read_subtitles(transcript) if transcript else None
-    runner = StreamRunner(predictor, window=window, hop=hop, tolerance=tolerance, ema=ema, cues=cues,
-                          min_partial=min_partial)
-    sources, live = open_sources(predictor.modalities, predictor.config.audio.sample_rate, video=video,
-                                 camera=camera, mic=mic, audio=audio, max_seconds=max_seconds)
-
-    def emit(write):
-        for row in runner.run(sources, live=live, realtime=realtime):
-            write(json.dumps(row))
-        summary = {"summary": runner.summary()}
-        write(json.dumps(summary))
-        return summary
-
-    if out:
-        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            summary = emit(lambda line: f.write(line + "\n"))
-        click.echo(json.dumps(summary, indent=2))
-    else:
-        emit(click.echo)
-
+from emotion_mx.commands.stream import main
 
 if __name__ == "__main__":
     run_cli(main)

@@ -1,7 +1,9 @@
 #include "emotion_mx/predictor.h"
 
+#include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <map>
 #include <iterator>
 #include <limits>
 #include <sstream>
@@ -32,6 +34,91 @@ std::string last_error() {
 
 void check(int rc, const char* what) {
   if (rc != 0) throw Error(std::string(what) + " failed: " + last_error());
+}
+
+std::string shape_str(const std::vector<uint32_t>& s) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+std::vector<std::string> copy_names(uint32_t n, const char** names) {
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < n; ++i) out.emplace_back(names[i]);
+  return out;
+}
+
+// MXPredCreate silently leaves a parameter the file lacks uninitialised (parameters of another
+// graph gave a uniform distribution printed as a normal result): check that every argument
+// and auxiliary state of the graph is in the file, with the shape the graph infers for it.
+void check_params_match(const std::string& symbol_json, const std::string& params,
+                        const std::vector<InputSpec>& inputs) {
+  SymbolHandle sym = nullptr;
+  check(MXSymbolCreateFromJSON(symbol_json.c_str(), &sym), "reading the symbol");
+  struct SymGuard { SymbolHandle h; ~SymGuard() { MXSymbolFree(h); } } sym_guard{sym};
+
+  uint32_t n_loaded = 0, n_names = 0;
+  NDArrayHandle* arrays = nullptr;
+  const char** names = nullptr;
+  check(MXNDArrayLoadFromBuffer(params.data(), params.size(), &n_loaded, &arrays, &n_names, &names),
+        "MXPredCreate");
+  std::map<std::string, std::vector<uint32_t>> file;
+  for (uint32_t i = 0; i < n_loaded; ++i) {
+    uint32_t ndim = 0;
+    const uint32_t* dims = nullptr;
+    int rc = MXNDArrayGetShape(arrays[i], &ndim, &dims);
+    std::vector<uint32_t> shape;
+    if (rc == 0) shape.assign(dims, dims + ndim);
+    if (i < n_names) file[names[i]] = shape;
+    MXNDArrayFree(arrays[i]);
+  }
+
+  uint32_t n = 0;
+  const char** raw = nullptr;
+  check(MXSymbolListArguments(sym, &n, &raw), "listing the graph's arguments");
+  std::vector<std::string> args = copy_names(n, raw);
+  check(MXSymbolListAuxiliaryStates(sym, &n, &raw), "listing the graph's auxiliary states");
+  std::vector<std::string> aux = copy_names(n, raw);
+
+  std::vector<const char*> keys;
+  std::vector<uint32_t> indptr{0}, dims;
+  for (const auto& in : inputs) {
+    keys.push_back(in.name.c_str());
+    dims.insert(dims.end(), in.shape.begin(), in.shape.end());
+    indptr.push_back(static_cast<uint32_t>(dims.size()));
+  }
+  uint32_t in_n = 0, out_n = 0, aux_n = 0;
+  const uint32_t *in_ndim = nullptr, *out_ndim = nullptr, *aux_ndim = nullptr;
+  const uint32_t **in_data = nullptr, **out_data = nullptr, **aux_data = nullptr;
+  int complete = 0;
+  bool inferred = MXSymbolInferShape(sym, static_cast<uint32_t>(keys.size()), keys.data(), indptr.data(),
+                                     dims.data(), &in_n, &in_ndim, &in_data, &out_n, &out_ndim,
+                                     &out_data, &aux_n, &aux_ndim, &aux_data, &complete) == 0;
+
+  auto is_input = [&](const std::string& name) {
+    for (const auto& in : inputs)
+      if (in.name == name) return true;
+    return false;
+  };
+  auto expect = [&](const std::vector<std::string>& list, const char* prefix, uint32_t count,
+                    const uint32_t* ndim, const uint32_t** data) {
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      if (is_input(list[i])) continue;
+      const std::string key = std::string(prefix) + list[i];
+      auto it = file.find(key);
+      if (it == file.end())
+        throw Error("the parameter file does not belong to this graph: it has no '" + key +
+                    "' (export the symbol and parameters together)");
+      if (inferred && i < count && ndim[i] > 0) {
+        std::vector<uint32_t> want(data[i], data[i] + ndim[i]);
+        if (want != it->second)
+          throw Error("the parameter file does not belong to this graph: '" + key + "' is " +
+                      shape_str(it->second) + ", the graph expects " + shape_str(want));
+      }
+    }
+  };
+  expect(args, "arg:", in_n, in_ndim, in_data);
+  expect(aux, "aux:", aux_n, aux_ndim, aux_data);
 }
 
 }  // namespace
@@ -65,6 +152,7 @@ Predictor::Predictor(const std::string& symbol_json, const std::string& params,
     dims.insert(dims.end(), in.shape.begin(), in.shape.end());
     indptr.push_back(static_cast<uint32_t>(dims.size()));
   }
+  check_params_match(symbol_json, params, inputs_);
   PredictorHandle h = nullptr;
   check(MXPredCreate(symbol_json.c_str(), params.data(), static_cast<int>(params.size()),
                      /*dev_type=cpu*/ 1, /*dev_id*/ 0, static_cast<uint32_t>(keys.size()),
@@ -110,6 +198,10 @@ void Predictor::set_input(const std::string& name, const float* data, std::size_
   if (count != spec->size())
     throw Error("input '" + name + "' has " + std::to_string(count) + " values, expected " +
                 std::to_string(spec->size()));
+  for (std::size_t i = 0; i < count; ++i)
+    if (!std::isfinite(data[i]))
+      throw Error("input '" + name + "' holds NaN or inf at element " + std::to_string(i) +
+                  "; inputs must be finite");
   check(MXPredSetInput(handle_, name.c_str(), data, static_cast<uint32_t>(count)),
         "MXPredSetInput");
 }

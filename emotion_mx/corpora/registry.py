@@ -65,6 +65,7 @@ class Reader:
         if not os.path.isdir(root):
             raise EmotionMXError(f"reader '{self.name}': corpus root {root} is not a folder; "
                                  f"expected the {self.name} layout: {self.layout}")
+        _check_path_options(self.name, root, options)
         items, skipped, seen = [], [], set()
         try:
             for entry in self._scan(root, **{**self.preset, **options}):
@@ -80,6 +81,23 @@ class Reader:
         except LayoutError as e:
             raise EmotionMXError(f"reader '{self.name}': {e}; expected the {self.name} layout: {self.layout}") from None
         return items, [tuple(s) for s in skipped]
+
+
+PATH_OPTIONS = ("path", "labels_csv", "label_names")   # reader options naming a file under the root
+
+
+def _check_path_options(reader, root, options):
+    """A reader option naming a file (``reader.path`` in a dataset config...) must stay inside
+    the corpus root after symlinks are followed: a config from someone else must not make the
+    build read ``/etc/...`` or ``../../``."""
+    from ..manifest import inside_root
+    for key in PATH_OPTIONS:
+        value = options.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        if not isinstance(value, str) or inside_root(root, value) is None:
+            raise EmotionMXError(f"reader '{reader}': option '{key}' = {value!r} is outside the corpus root "
+                                 f"{root} (symlinks followed); give a path relative to the root")
 
 
 def _media_problem(item):

@@ -37,10 +37,15 @@ import soundfile as sf  # noqa: E402
 
 from ..errors import BadItem  # noqa: E402
 
-__all__ = ["load_audio", "logmel", "audio_features", "audio_feature_dims",
+__all__ = ["load_audio", "prepare_wave", "logmel", "audio_features", "audio_feature_dims",
            "PROSODY_NAMES", "SILENCE_PEAK"]
 
 SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".aiff", ".aif"}
+MAX_DECODE_SECONDS = 3600.0   # never decode more than this (also without max_seconds): 230 MB at 16 kHz
+MAX_FILE_RATE = 384000        # a header claiming a higher sample rate is refused
+# ffmpeg messages (at -v error) that mean the decoded audio is shorter than the file claims
+_TRUNCATION = re.compile(r"filesize and duration do not match|partial file|Error while decoding|"
+                         r"Invalid data found|[Tt]runcat", re.IGNORECASE)
 SILENCE_PEAK = 1e-4            # a file whose absolute peak is below this is treated as silent
 PROSODY_NAMES = ("rms", "zcr", "f0_hz", "voiced")
 
@@ -70,15 +75,33 @@ def load_audio(path, sample_rate=16000, start=None, end=None, max_seconds=None):
         raise BadItem(f"audio file not found: {path} (check the corpus root and the manifest path)")
     if os.path.getsize(path) == 0:
         raise BadItem(f"audio file is empty (0 bytes): {path}")
+    limit = min(MAX_DECODE_SECONDS, max_seconds) if max_seconds is not None else MAX_DECODE_SECONDS
     if os.path.splitext(path)[1].lower() in SOUNDFILE_EXTS:
-        wave, file_sr = _read_soundfile(path, start, end)
+        wave, file_sr = _read_soundfile(path, start, end, limit)
     else:
-        wave, file_sr = _read_ffmpeg(path, sample_rate, start, end), sample_rate
-    if file_sr != sample_rate and wave.size:
-        wave = librosa.resample(wave, orig_sr=file_sr, target_sr=sample_rate, res_type="soxr_hq")
-    if max_seconds is not None:
-        wave = wave[:int(round(max_seconds * sample_rate))]
-    _check_wave(wave, path, start)
+        wave, file_sr = _read_ffmpeg(path, sample_rate, start, end, limit), sample_rate
+    return prepare_wave(wave, file_sr, sample_rate=sample_rate, max_seconds=limit, source=path, start=start)
+
+
+def prepare_wave(wave, wave_rate, sample_rate=16000, max_seconds=None, source="waveform", start=None):
+    """The decoded-samples half of :func:`load_audio`, also used for in-memory waveforms
+    (``emotion_mx.api``): ``(S,)`` or ``(S, channels)`` samples at ``wave_rate`` → mono float32 at
+    ``sample_rate``, cut to ``max_seconds`` (at most ``MAX_DECODE_SECONDS``); BadItem for
+    zero-length, silent or non-finite audio (``source`` names it in the message)."""
+    limit = min(MAX_DECODE_SECONDS, max_seconds) if max_seconds is not None else MAX_DECODE_SECONDS
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)                        # (S, channels) → (S,) mono
+    if wave.ndim != 1:
+        raise BadItem(f"expected (samples,) or (samples, channels) audio, got shape {wave.shape}: {source}")
+    if int(wave_rate) <= 0:
+        raise BadItem(f"sample rate must be positive, got {wave_rate}: {source}")
+    if int(wave_rate) != sample_rate and wave.size:
+        if not np.all(np.isfinite(wave)):
+            raise BadItem(f"audio contains NaN/inf samples: {source}")
+        wave = librosa.resample(wave, orig_sr=int(wave_rate), target_sr=sample_rate, res_type="soxr_hq")
+    wave = wave[:int(round(limit * sample_rate))]
+    _check_wave(wave, source, start)
     return np.ascontiguousarray(wave, dtype=np.float32)  # (S,)
 
 
@@ -92,14 +115,18 @@ def _check_segment(start, end):
     return start, end
 
 
-def _read_soundfile(path, start, end):
-    """Read (a segment of) a libsndfile-readable file; returns ((S,) float32, file rate)."""
+def _read_soundfile(path, start, end, limit=MAX_DECODE_SECONDS):
+    """Read (a segment of) a libsndfile-readable file, at most ``limit`` seconds of it;
+    returns ((S,) float32, file rate)."""
     try:
         with sf.SoundFile(path) as f:
             sr, n_frames = f.samplerate, f.frames
+            if not 0 < sr <= MAX_FILE_RATE or f.channels > 64:
+                raise BadItem(f"audio header of {path} claims {sr} Hz, {f.channels} channels: not plausible")
             _check_not_truncated(f, path)
             first = 0 if start is None else int(round(start * sr))
             last = n_frames if end is None else min(n_frames, int(round(end * sr)))
+            last = min(last, first + int(round(limit * sr)) + sr)             # the caller cuts exactly
             if n_frames > 0 and first >= n_frames:
                 raise BadItem(f"segment start {start:g} s is beyond the end of {path} "
                               f"({n_frames / sr:.2f} s)")
@@ -127,17 +154,21 @@ def _check_not_truncated(f, path):
                       "bytes its header declares (re-copy or re-download it)")
 
 
-def _read_ffmpeg(path, sample_rate, start, end):
-    """Decode any ffmpeg-readable file's first audio stream to mono f32le at ``sample_rate``."""
+def _read_ffmpeg(path, sample_rate, start, end, limit=MAX_DECODE_SECONDS):
+    """Decode any ffmpeg-readable file's first audio stream to mono f32le at ``sample_rate``
+    (at most ``limit`` seconds).  A file ffmpeg reports as truncated or damaged is refused (a
+    truncated MP3 used to become a shorter clip without a word)."""
     import imageio_ffmpeg
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-i", path]
+    # warnings too: truncation ("filesize and duration do not match") is only a warning
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "warning", "-i", path]
     if start is not None:
         # output seeking: decodes from the start and drops samples up to ``start`` exactly.
         # Input seeking (-ss before -i) is faster but, for Opus in .mkv, was 16 samples off
         # (codec pre-skip); a segment must equal the same samples of the whole decode.
         cmd += ["-ss", f"{start:.6f}"]
-    if end is not None:
-        cmd += ["-t", f"{end - (start or 0.0):.6f}"]
+    seg = None if end is None else end - (start or 0.0)
+    span = seg if seg is not None and seg <= limit else limit + 1.0   # the caller cuts exactly
+    cmd += ["-t", f"{span:.6f}"]
     cmd += ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(int(sample_rate)),
             "-f", "f32le", "-acodec", "pcm_f32le", "-"]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
@@ -147,6 +178,10 @@ def _read_ffmpeg(path, sample_rate, start, end):
             raise BadItem(f"no audio track in {path}")
         reason = _first_error_line(stderr) or f"exit code {proc.returncode}"
         raise BadItem(f"cannot decode audio {path}: ffmpeg: {reason} (corrupt or unsupported file)")
+    stderr = proc.stderr.decode("utf-8", "replace")
+    if _TRUNCATION.search(stderr):
+        raise BadItem(f"audio file is truncated or damaged: {path}: ffmpeg: "
+                      f"{_first_error_line(stderr)} (re-copy or re-encode it)")
     return np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)  # (S,)
 
 

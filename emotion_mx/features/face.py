@@ -1,12 +1,12 @@
 """Face frames from images and videos (OpenCV): sample, detect, crop, resize.
 
-A video gives ``num_frames`` frames at the centres of equal slices of ``[start, end]``; an image
-gives one frame at time 0. Each frame goes through OpenCV's frontal-face Haar cascade; the
-largest face is cropped as a square with ``margin`` around it. When no face is found the centre
+A video gives ``num_frames`` frames at the centres of equal slices of ``[start, end]``, each
+the frame on screen at that time by the container's timestamps (:mod:`.frames`, PyAV; right on
+variable-frame-rate files); an image gives one frame at time 0. Each frame goes through
+OpenCV's frontal-face Haar cascade; the largest face is cropped as a square with ``margin`` around it. When no face is found the centre
 square is used and ``face_found`` is 0 for that frame, so a model or a filter can tell.
 """
 import functools
-import math
 import os
 
 import cv2
@@ -20,8 +20,8 @@ CASCADE_FILE = "haarcascade_frontalface_default.xml"
 DETECT_MIN_SIDE = 96    # smaller images are upscaled before detection (CK+48: 78 % -> 99 % found)
 DETECT_MAX_SIDE = 360   # larger frames are downscaled (while min_face stays >= 24 px)
 HAAR_WINDOW = 24        # the cascade's base window (px)
-SEARCH_RADIUS = 12      # frames tried on each side of an unreadable frame
-SEQUENTIAL_GAP = 24     # read forward instead of seeking when the next frame is this close
+MAX_IMAGE_PIXELS = 50_000_000   # larger images/video frames are refused before decoding
+MAX_UNKNOWN_IMAGE_BYTES = 20 * 2 ** 20   # a format Pillow cannot size is decoded only if this small
 
 
 def extract_faces(path, is_image, start=None, end=None, num_frames=8, size=48, grayscale=True,
@@ -54,7 +54,25 @@ def extract_faces(path, is_image, start=None, end=None, num_frames=8, size=48, g
 # Reading
 # --------------------------------------------------------------------------------------------
 
+def check_image_size(path):
+    """Refuse an image whose header declares more than ``MAX_IMAGE_PIXELS`` before it is decoded
+    (a 197 KB PNG of 8000x8000 took 3.5 GB to decode).  Pillow reads only the header here."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        if os.path.getsize(path) > MAX_UNKNOWN_IMAGE_BYTES:
+            raise BadItem(f"cannot read the size of image {path} and it is over "
+                          f"{MAX_UNKNOWN_IMAGE_BYTES >> 20} MB; convert it to PNG or JPEG") from None
+        return
+    if w * h > MAX_IMAGE_PIXELS:
+        raise BadItem(f"image {path} is {w}x{h} pixels, over the limit of {MAX_IMAGE_PIXELS // 10 ** 6} "
+                      "megapixels; downscale it")
+
+
 def _read_image(path):
+    check_image_size(path)
     image = cv2.imread(path, cv2.IMREAD_COLOR)  # (H, W, 3) BGR; grayscale files are expanded
     if image is None or image.size == 0:
         raise BadItem(f"cannot decode image {path} (corrupt or unsupported format)")
@@ -62,80 +80,33 @@ def _read_image(path):
 
 
 def _read_video_frames(path, start, end, num_frames):
-    """``num_frames`` BGR frames spread over ``[start, end]`` and their times in seconds."""
-    cap = cv2.VideoCapture(path)
-    try:
-        if not cap.isOpened():
-            raise BadItem(f"cannot open video {path} (corrupt or unsupported container/codec)")
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        if count <= 0 or not fps or not math.isfinite(fps) or fps <= 0:
-            raise BadItem(f"video has no frames (or no frame rate): {path}")
-        wanted = _sample_indices(count, fps, start, end, num_frames, path)  # (N,)
-        frames, indices = _read_indices(cap, wanted, count)
-    finally:
-        cap.release()
-    readable = [i for i, frame in enumerate(frames) if frame is not None]
-    if not readable:
-        raise BadItem(f"no readable frames in video {path} (corrupt or unsupported codec)")
-    # A sample with no readable frame near it borrows the nearest readable sample.
-    source = [min(readable, key=lambda k: abs(k - i)) for i in range(len(frames))]
-    times = np.asarray([indices[j] / fps for j in source], dtype=np.float32)  # (N,)
-    return [frames[j] for j in source], times
+    """``num_frames`` BGR frames spread over ``[start, end]`` and their presentation times.
+
+    Sample times are the centres of equal slices of the segment; each takes the frame shown
+    at that time (:func:`emotion_mx.features.frames.frames_at`: the container's timestamps,
+    so variable-frame-rate files are timed right; an undecodable frame shows its predecessor).
+    """
+    from .frames import frames_at, probe
+    info = probe(path)
+    if not info.video or info.duration <= 0:
+        raise BadItem(f"video has no frames (or no duration): {path}")
+    if info.width * info.height > MAX_IMAGE_PIXELS:
+        raise BadItem(f"video {path} has {info.width}x{info.height} frames, over the limit of "
+                      f"{MAX_IMAGE_PIXELS // 10 ** 6} megapixels; downscale it")
+    centres = _sample_times(info.duration, start, end, num_frames, path)  # (N,) seconds
+    images, times = frames_at(path, centres)
+    return images, times.astype(np.float32)
 
 
-def _sample_indices(count, fps, start, end, num_frames, path):
-    """Frame indices at the centres of ``num_frames`` equal slices of the segment."""
-    duration = count / fps
+def _sample_times(duration, start, end, num_frames, path):
+    """Centres of ``num_frames`` equal slices of the segment, seconds."""
     t0 = 0.0 if start is None else float(start)
     t1 = duration if end is None else min(float(end), duration)
     if t0 < 0 or t0 >= duration:
         raise BadItem(f"segment start {t0:g} s is outside the video {path} ({duration:.2f} s)")
     if t1 <= t0:
         raise BadItem(f"segment end {t1:g} s is not after its start {t0:g} s ({path})")
-    centres = t0 + (np.arange(num_frames) + 0.5) * (t1 - t0) / num_frames  # (N,) seconds
-    return np.clip(np.floor(centres * fps), 0, count - 1).astype(np.int64)
-
-
-def _read_indices(cap, wanted, count):
-    """Frame at each wanted index, or the nearest readable one within ``SEARCH_RADIUS``.
-
-    Returns ``(frames, indices)``: BGR arrays (None where nothing was readable) and the
-    index actually read for each.
-    """
-    frames, indices, position = [], [], None
-    for index in wanted:
-        frame = None
-        for candidate in _nearest_first(int(index), count):
-            frame, position = _read_at(cap, candidate, position)
-            if frame is not None:
-                break
-        frames.append(frame)
-        indices.append(candidate if frame is not None else int(index))
-    return frames, indices
-
-
-def _nearest_first(index, count):
-    yield index
-    for d in range(1, SEARCH_RADIUS + 1):
-        for candidate in (index - d, index + d):
-            if 0 <= candidate < count:
-                yield candidate
-
-
-def _read_at(cap, index, position):
-    """Read frame ``index``; ``position`` is the index the next ``read()`` would return."""
-    if position is None or not 0 <= index - position <= SEQUENTIAL_GAP:
-        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-        position = index
-    while position < index:            # short forward gap: decoding is cheaper than seeking
-        if not cap.grab():
-            return None, None
-        position += 1
-    ok, frame = cap.read()
-    if not ok or frame is None or frame.size == 0:
-        return None, None
-    return frame, position + 1
+    return t0 + (np.arange(num_frames) + 0.5) * (t1 - t0) / num_frames  # (N,) seconds
 
 
 # --------------------------------------------------------------------------------------------

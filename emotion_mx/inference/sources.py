@@ -5,8 +5,8 @@ start), ``kind`` (``'audio'``/``'video'``) and ``ready`` (when the data exists i
 a frame at its timestamp, an audio chunk at its end).  The last event of every source is an
 :class:`End` carrying the stream's end time, so the synchroniser knows when a stream stops.
 
-* :class:`VideoFrames` — OpenCV ``VideoCapture`` of a file; ``t = index / fps`` (the timing
-  :func:`emotion_mx.features.face.extract_faces` uses), ``CAP_PROP_POS_MSEC`` if fps is unknown;
+* :class:`VideoFrames` — a file's frames with their presentation times from the container
+  (PyAV, :mod:`emotion_mx.features.frames`, the timing ``extract_faces`` uses too);
 * :class:`AudioPipe` — a file's (first) audio track through the imageio-ffmpeg binary, piped as
   mono f32le at the model's sample rate and read in chunks;
 * :class:`CameraFrames`, :class:`Microphone` — live devices (wall-clock timestamps); the
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class Frame:
     t: float              # seconds
     image: np.ndarray     # (H, W, 3) uint8 BGR
-    duration: float       # nominal frame duration (1 / fps)
+    duration: float       # display time, seconds (files: until the next frame; cameras: 1 / fps)
     kind = "video"
 
     @property
@@ -73,45 +73,41 @@ class End:
 
 
 class VideoFrames:
-    """Frames of a video file, in order, with ``t = index / fps``."""
+    """Frames of a video file, in order, with their presentation times from the container
+    (:func:`emotion_mx.features.frames.iter_frames`; right on variable-frame-rate files)."""
 
     kind = "video"
 
     def __init__(self, path):
-        import cv2
+        from ..errors import BadItem
+        from ..features.frames import probe
         if not os.path.isfile(path):
             raise EmotionMXError(f"video file not found: {path}")
         self.path = path
-        cap = cv2.VideoCapture(path)
         try:
-            if not cap.isOpened():
-                raise EmotionMXError(f"cannot open video {path} (corrupt or unsupported container/codec)")
-            self.fps = cap.get(cv2.CAP_PROP_FPS)
-            self.count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        finally:
-            cap.release()
-        if not self.fps or not math.isfinite(self.fps) or self.fps <= 0:
-            self.fps = None
+            info = probe(path)
+        except BadItem as e:
+            raise EmotionMXError(e.reason) from None
+        if not info.video:
+            raise EmotionMXError(f"no video stream in {path}")
+        self.count = info.frames
+        self.fps = info.frames / info.duration if info.frames and info.duration > 0 else None  # mean rate
+        self.stats = {}
 
     def __iter__(self):
-        import cv2
-        cap = cv2.VideoCapture(self.path)
-        index, t, duration = 0, 0.0, 1.0 / (self.fps or 25.0)
-        try:
-            while True:
-                ok, image = cap.read()
-                if not ok or image is None:
-                    break
-                if self.fps:
-                    t = index / self.fps
-                else:
-                    t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-                yield Frame(t, image, duration)
-                index += 1
-        finally:
-            cap.release()
-        if self.count and index < self.count:
-            log.warning("%s: decoding stopped after %d of %d frames (corrupt frame?)", self.path, index, self.count)
+        from ..features.frames import iter_frames, to_bgr
+        t, index, duration = 0.0, 0, 1.0 / (self.fps or 25.0)
+        pending = None                                  # one frame of look-ahead: its display time
+        for t, frame in iter_frames(self.path, stats=self.stats):
+            if pending is not None:
+                duration = max(t - pending[0], 1e-3)
+                yield Frame(pending[0], to_bgr(pending[1]), duration)
+            pending = (t, frame)
+            index += 1
+        if pending is not None:                         # the last frame: its predecessor's duration
+            yield Frame(pending[0], to_bgr(pending[1]), duration)
+        if self.stats.get("bad_packets"):
+            log.warning("%s: %d undecodable packets skipped", self.path, self.stats["bad_packets"])
         yield End(self.kind, t + duration if index else 0.0)
 
 
@@ -130,6 +126,7 @@ class AudioPipe:
         self.path, self.sample_rate = path, int(sample_rate)
         self.chunk = max(1, int(round(chunk_seconds * sample_rate)))
         self.error = None
+        self.offset = _audio_offset(path)
 
     def command(self):
         import imageio_ffmpeg
@@ -145,7 +142,7 @@ class AudioPipe:
                 data = _read_exactly(proc.stdout, self.chunk * 4)
                 if len(data) >= 4:
                     samples = np.frombuffer(data[: len(data) // 4 * 4], dtype="<f4").astype(np.float32)
-                    yield AudioChunk(done / self.sample_rate, samples, self.sample_rate)
+                    yield AudioChunk(self.offset + done / self.sample_rate, samples, self.sample_rate)
                     done += len(samples)
                 if len(data) < self.chunk * 4:
                     break
@@ -160,7 +157,17 @@ class AudioPipe:
                 proc.wait()
             proc.stdout.close()
             proc.stderr.close()
-        yield End(self.kind, done / self.sample_rate, reason=self.error or "end of stream")
+        yield End(self.kind, self.offset + done / self.sample_rate, reason=self.error or "end of stream")
+
+
+def _audio_offset(path):
+    """Start of the audio stream after the container's start, seconds (0 if unknown)."""
+    from ..errors import BadItem
+    from ..features.frames import probe
+    try:
+        return probe(path).audio_offset
+    except BadItem:
+        return 0.0          # ffmpeg reports the real problem when it reads the file
 
 
 def _read_exactly(stream, n):

@@ -13,8 +13,9 @@ Semantics (docs/inference.md):
   zero-filled; no real sample in the window → no audio.
 * **Frames** of a window: ``num_frames`` sample times at the centres of equal slices of
   ``[start, min(end, video_end)]`` (as ``extract_faces`` does for a segment); each takes the
-  frame shown at that time (latest frame at or before it) if it is at most ``tolerance`` old,
-  else the nearest frame within ``tolerance``; a sample time with no frame within tolerance is
+  frame shown at that time (latest frame at or before it) if it was still on screen within
+  ``tolerance`` (``time <= frame.t + frame.duration + tolerance``: a 5 fps stretch of a
+  variable-frame-rate file is paired right), else the nearest frame within ``tolerance``; a sample time with no frame within tolerance is
   skipped (counted as ``unpaired_frame_samples``).
 * **End of stream** (:meth:`SyncBuffer.finish`): the remaining full windows are emitted; then one
   last partial window ``[k * hop, stream_end)`` if it holds at least ``min_partial`` seconds
@@ -178,7 +179,7 @@ class SyncBuffer:
         images, used, paired = [], [], []
         for c in centres:
             j = int(np.searchsorted(times, c + EPS, side="right")) - 1   # frame shown at time c
-            if j < 0 or c - times[j] > self.tolerance + EPS:
+            if j < 0 or c - times[j] > self._frames[j].duration + self.tolerance + EPS:
                 near = int(np.argmin(np.abs(times - c)))
                 j = near if abs(times[near] - c) <= self.tolerance + EPS else -1
             if j < 0:

@@ -3,10 +3,15 @@ settings (random weights), and generated media (speech wav, face clip, audio+vid
 import math
 import os
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 
 from .. import artifacts as A
+from ..deploy.quantize import quantize_symbol
+from ..deploy.testing import make_run, synthetic_inputs
+from ..features.audio import audio_feature_dims
+from ..features.text import build_vocab, save_vocab
 from ..fileio import write_json
 
 WORDS = ("furious hate unacceptable angry outrageous stop wonderful great love happy fantastic "
@@ -31,9 +36,6 @@ def make_exported(out_dir, work_dir, name="mid_tiny", modalities=None, precision
 
     Returns the sidecar. ``work_dir`` receives the intermediate run directory.
     """
-    from ..deploy.testing import make_run
-    from ..features.audio import audio_feature_dims
-    from ..features.text import build_vocab, save_vocab
     pre = preprocessing(n_mels=n_mels, prosody="prosody" in audio_feature, num_frames=num_frames, detect=detect)
     dims = audio_feature_dims(n_mels, 20, True, "prosody" in audio_feature)
     audio_dim = sum(dims[p] for p in audio_feature.split("+"))
@@ -41,9 +43,10 @@ def make_exported(out_dir, work_dir, name="mid_tiny", modalities=None, precision
     run = os.path.join(work_dir, "run")
     spec = make_run(run, name, seed=seed, modalities=modalities, audio_dim=audio_dim, audio_frames=audio_frames,
                     vocab_size=len(vocab), max_tokens=max_tokens, num_frames=num_frames)
-    spec.update(audio_feature=audio_feature, n_mels=n_mels)
-    if with_preprocessing:
-        spec["settings"] = {"preprocessing": pre}
+    # without: only what exports before format 2 recorded (the store's audio and face sizes)
+    old = {"audio": dict(spec.data.preprocessing["audio"], n_mels=n_mels), "face": {"size": 48, "grayscale": True}}
+    spec = replace(spec, data=replace(spec.data, audio_feature=audio_feature,
+                                      preprocessing=pre if with_preprocessing else old))
     A.save_model_spec(run, spec)
     save_vocab(vocab, A.run_file(run, A.VOCAB))
     norm = {"logmel": {"mean": [-40.0] * n_mels, "std": [20.0] * n_mels},
@@ -53,8 +56,6 @@ def make_exported(out_dir, work_dir, name="mid_tiny", modalities=None, precision
     write_json(A.run_file(run, A.NORM), norm)
     if precision == "fp32":
         return A.export_run(run, out_dir)
-    from ..deploy.quantize import quantize_symbol
-    from ..deploy.testing import synthetic_inputs
     net, spec = A.load_run_model(run)
     names = A.input_names(spec["modalities"])
     sym = A.trace_symbol(net, names)
@@ -132,6 +133,82 @@ def write_av_clip(path, seconds, fps=10, sr=16000, silent=(), seed=0):
     os.unlink(video)
     os.unlink(audio)
     return path, wave
+
+
+def write_vfr_clip(path, segments=((2.0, 25), (2.0, 5)), size=64, sr=16000, seed=0):
+    """A variable-frame-rate ``.mkv`` (MJPEG + PCM audio) made by imageio-ffmpeg's binary.
+
+    ``segments``: ``(seconds, fps)`` runs; frame ``i`` is a flat grey of level ``4 * i`` (so a
+    decoded frame tells which one it is).  Returns ``(path, frame_times, wave)``.
+    """
+    import imageio_ffmpeg
+    times = []
+    t0 = 0.0
+    for seconds, fps in segments:
+        n = int(round(seconds * fps))
+        times += [round(t0 + k / fps, 6) for k in range(n)]
+        t0 += seconds
+    frames = np.stack([np.full((size, size), min(255, 4 * i), np.uint8) for i in range(len(times))])
+    base = os.path.splitext(path)[0]
+    audio = base + ".audio.wav"
+    wave = tone_wave(t0, sr, seed=seed)
+    write_wav(audio, wave, sr)
+    # pts of frame N from the segment table: if(lt(N,n1), N/fps1, t1 + (N-n1)/fps2 ...)
+    parts, start_n, start_t = [], 0, 0.0
+    for seconds, fps in segments:
+        n = int(round(seconds * fps))
+        parts.append((start_n, start_n + n, start_t, fps))
+        start_n, start_t = start_n + n, start_t + seconds
+    expr = f"{parts[-1][2]}+(N-{parts[-1][0]})/{parts[-1][3]}"
+    for lo, hi, t, fps in reversed(parts[:-1]):
+        expr = f"if(lt(N\\,{hi})\\,{t}+(N-{lo})/{fps}\\,{expr})"     # commas escaped for -vf
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error",
+           "-f", "rawvideo", "-pix_fmt", "gray", "-s", f"{size}x{size}", "-r", "1000", "-i", "-",
+           "-i", audio, "-map", "0:v:0", "-map", "1:a:0",
+           "-vf", f"setpts=({expr})/TB", "-fps_mode", "passthrough",
+           "-c:v", "mjpeg", "-q:v", "2", "-pix_fmt", "yuvj420p", "-c:a", "pcm_s16le", path]
+    subprocess.run(cmd, input=frames.tobytes(), check=True, capture_output=True)
+    os.unlink(audio)
+    return path, np.asarray(times), wave
+
+
+def write_corpus_clip(path, segments, fps=10, frame=(480, 360), face_side=200, sr=16000):
+    """A clip made of real corpus media: each ``(audio_file, face_image)`` segment plays the
+    whole audio file while its face image (upscaled to ``face_side`` px, on a grey frame of
+    ``frame`` = (W, H)) is shown.  MJPG + PCM ``.avi`` muxed by imageio-ffmpeg's binary.
+
+    Returns ``(path, bounds)``: the ``(start, end)`` seconds of each segment.
+    """
+    import cv2
+    import imageio_ffmpeg
+    import librosa
+    base = os.path.splitext(path)[0]
+    video, audio = base + ".video.avi", base + ".audio.wav"
+    waves, bounds, t = [], [], 0.0
+    W, H = frame
+    vw = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), fps, (W, H))
+    shown = 0
+    for wav_file, image_file in segments:
+        wave, _ = librosa.load(wav_file, sr=sr, mono=True)
+        waves.append(wave.astype(np.float32))
+        bounds.append((t, t + len(wave) / sr))
+        t += len(wave) / sr
+        face = cv2.resize(cv2.imread(image_file, cv2.IMREAD_COLOR), (face_side, face_side),
+                          interpolation=cv2.INTER_CUBIC)
+        img = np.full((H, W, 3), 110, np.uint8)
+        y0, x0 = (H - face_side) // 2, (W - face_side) // 2
+        img[y0:y0 + face_side, x0:x0 + face_side] = face
+        while shown < int(round(t * fps)):              # frames whose time falls in this segment
+            vw.write(img)
+            shown += 1
+    vw.release()
+    write_wav(audio, np.concatenate(waves), sr)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video, "-i", audio,
+           "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "pcm_s16le", path]
+    subprocess.run(cmd, check=True, capture_output=True)
+    os.unlink(video)
+    os.unlink(audio)
+    return path, bounds
 
 
 def write_srt(path, cues):

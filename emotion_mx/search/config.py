@@ -15,6 +15,10 @@ A search file has three sections::
       epochs: 3                # every trial trains this many epochs (overrides base.epochs)
       seconds: 3600            # wall clock for the whole search (no new trial after it)
 
+The file is read by the project's one loader (:func:`emotion_mx.config.load_config`): ``--set``
+items apply on top, and a top-level ``base:`` that is a *path* (not the mapping above) makes this
+file extend another search file.
+
 Validation happens at load, with the file named in every message: unknown keys anywhere
 (sections, dimensions, dotted keys, model keyword arguments the registry does not accept for a
 chosen model), malformed ranges, and every categorical value / range end is checked by building
@@ -23,14 +27,14 @@ the TrainConfig it would give, so a trial never fails on a value the file could 
 import dataclasses
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
-import yaml
-
-from ..config import FrozenDict, from_dict, to_dict
-from ..errors import ConfigError
+from ..config import FrozenDict, from_dict, load_config, to_dict
+from ..contract import DATA_MODEL_KWARGS
+from ..errors import ConfigError, EmotionMXError
+from ..models import get_model, list_models, model_info, valid_kwargs
+from ..optional import require
 from ..training.config import ModelConfig, TrainConfig
 
 __all__ = ["Dimension", "Budget", "SearchConfig", "load_search_config", "check_search_config",
@@ -175,8 +179,6 @@ def _choices(cfg, key, base_value):
 
 
 def _check_models(cfg):
-    from ..models import list_models, model_info, valid_kwargs
-    from ..training.run import DATA_MODEL_KWARGS
     if "model.name" in cfg.space and cfg.space["model.name"].kind != "categorical":
         raise ValueError("space.model.name must be categorical (a list of registry names)")
     names = _choices(cfg, "model.name", cfg.base.model.name)
@@ -208,40 +210,17 @@ def _check_models(cfg):
 # loading
 # --------------------------------------------------------------------------------------------
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads 1e-4 / 5E+3 (no dot) as floats, as YAML 1.2 does."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                    |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                    |[-+]?\.(?:inf|Inf|INF)
-                    |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def load_search_config(path):
-    """Read and fully validate a search YAML; every error is a ConfigError naming ``path``."""
-    path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.load(f, Loader=_Loader) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: search config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    cfg = from_dict(SearchConfig, data, source=path)
-    check_search_config(cfg, source=path)
+def load_search_config(path, sets=()):
+    """Read and fully validate a search YAML (the project's one loader: ``base:`` composition,
+    ``--set`` items ``sets``); every error is a ConfigError naming ``path``."""
+    cfg = load_config(path, SearchConfig, sets=sets)
+    check_search_config(cfg, source=os.fspath(path))
     return cfg
 
 
 def check_search_config(cfg, source="search config"):
     """Build the TrainConfig of every categorical value and range end (others at their
     defaults): a value TrainConfig rejects is reported here, with its key."""
-    from ..errors import EmotionMXError
-    from ..models import get_model
     default = {k: _default(d) for k, d in cfg.space.items()}
     for key, dim in cfg.space.items():
         for value in dim.probe_values():
@@ -264,7 +243,7 @@ def _default(dim):
 
 def to_autogluon_space(cfg):
     """``{dotted key: autogluon.common.space.Categorical | Real | Int}``."""
-    from autogluon.common import space as ag
+    ag = require("autogluon.common.space", "search", "the architecture search")
     out = {}
     for key, dim in cfg.space.items():
         if dim.categorical is not None:

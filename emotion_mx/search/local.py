@@ -8,6 +8,7 @@ from ``trials.jsonl`` (the searcher is updated with the stored score) and trains
 import logging
 
 from ..errors import EmotionMXError
+from ..optional import require
 from .config import to_autogluon_space
 from .trials import METRIC
 
@@ -21,7 +22,8 @@ def local_searchers():
     """``{name: searcher class}`` of the searchers autogluon.core really offers locally (a
     name that autogluon maps onto another searcher's class, as 1.1.1 does for 'bayes', is left
     out)."""
-    from autogluon.core.searcher.searcher_factory import SEARCHER_CONFIGS
+    SEARCHER_CONFIGS = require("autogluon.core.searcher.searcher_factory", "search",
+                               "the architecture search").SEARCHER_CONFIGS
     classes = {n: c["searcher_cls"] for n, c in SEARCHER_CONFIGS.items()}
     ours = {name: classes[ag] for name, ag in _AG_NAMES.items() if ag in classes}
     real = {}

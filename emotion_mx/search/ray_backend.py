@@ -22,6 +22,7 @@ import time
 
 from ..config import to_dict
 from ..errors import EmotionMXError
+from ..optional import require
 from .config import _default, to_autogluon_space
 from .trials import METRIC, TrialFailed, failed_record, run_trial, same_params
 
@@ -29,14 +30,9 @@ __all__ = ["ray_searchers", "check_ray_searcher", "run_ray"]
 
 
 def _import_ray():
-    try:
-        import ray
-        from ray import tune  # noqa: F401  (ray 2.10 needs pyarrow 17 for this import)
-        from autogluon.core.hpo import ray_hpo  # noqa: F401
-    except ImportError as e:
-        raise EmotionMXError(
-            f"--scheduler ray needs Ray Tune ({e}); install it with "
-            "pip install 'ray[default,tune]==2.10.0' 'pyarrow==17.0.0' 'hyperopt==0.2.7' 'numpy==1.23.5'") from None
+    ray = require("ray", "search", "--scheduler ray")
+    require("ray.tune", "search", "--scheduler ray")           # ray 2.10 needs pyarrow 17 for this import
+    require("autogluon.core.hpo.ray_hpo", "search", "--scheduler ray")
     return ray
 
 
@@ -54,11 +50,8 @@ def check_ray_searcher(name):
                              f"autogluon.core's Ray Tune backend offers: {', '.join(available)} "
                              f"(grid search: --scheduler local --searcher grid)")
     if name == "bayes":
-        try:
-            import hyperopt  # noqa: F401
-        except ImportError as e:
-            raise EmotionMXError(f"--searcher bayes needs hyperopt ({e}); pip install 'hyperopt==0.2.7' "
-                                 "'setuptools<81' (hyperopt 0.2.7 imports pkg_resources)") from None
+        # hyperopt 0.2.7 imports pkg_resources (setuptools < 81, pinned in the extra)
+        require("hyperopt", "search", "--searcher bayes")
 
 
 def _make_adapter():

@@ -9,12 +9,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
-from ..config import FrozenDict, from_dict, load_config
+from ..config import FrozenDict, load_config
+from ..contract import MODALITIES, check_modalities
 
 __all__ = ["ModelConfig", "DataConfig", "OptimConfig", "LossConfig", "AugmentConfig",
            "InitConfig", "TrainConfig", "load_train_config", "MODALITIES"]
-
-MODALITIES = ("audio", "text", "video")
 
 
 def _choice(name, value, allowed):
@@ -36,6 +35,12 @@ class ModelConfig:
     # (audio_dim, vocab_size, ...) come from the feature store and must not be set here
     kwargs: Mapping[str, Any] = field(default_factory=FrozenDict)
 
+    def __post_init__(self):
+        for key, value in self.kwargs.items():
+            if "dropout" in str(key) and value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                    raise ValueError(f"model.kwargs.{key} must be a probability in [0, 1), got {value!r}")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -47,17 +52,9 @@ class DataConfig:
     num_frames: Optional[int] = None
 
     def __post_init__(self):
-        mods = tuple(self.modalities)
-        if not mods:
-            raise ValueError("data.modalities must list at least one of audio, text, video")
-        bad = [m for m in mods if m not in MODALITIES]
-        if bad:
-            raise ValueError(f"unknown modality {bad[0]!r} in data.modalities (known: audio, text, video)")
-        if len(set(mods)) != len(mods):
-            raise ValueError(f"data.modalities lists a modality twice: {list(mods)}")
-        _choice("data.audio_norm", self.audio_norm, ("fold", "utterance"))
         # canonical order, whatever order the user wrote
-        object.__setattr__(self, "modalities", tuple(m for m in MODALITIES if m in mods))
+        object.__setattr__(self, "modalities", check_modalities(self.modalities, "data.modalities"))
+        _choice("data.audio_norm", self.audio_norm, ("fold", "utterance"))
         for k in ("max_audio_frames", "max_tokens", "num_frames"):
             _positive(f"data.{k}", getattr(self, k))
 
@@ -155,9 +152,12 @@ class InitConfig:
     encoder_lr_mult: float = 1.0
 
     def __post_init__(self):
-        bad = [m for m in self.encoders if m not in MODALITIES]
-        if bad:
-            raise ValueError(f"unknown modality {bad[0]!r} in init.encoders (known: {', '.join(MODALITIES)})")
+        if self.encoders:
+            check_modalities(list(self.encoders), "init.encoders")
+        for m, template in self.encoders.items():
+            rest = str(template).replace("{fold}", "").replace("{seed}", "")
+            if "{" in rest or "}" in rest:
+                raise ValueError(f"init.encoders.{m}: {template!r} may use only {{fold}} and {{seed}}")
         _positive("init.encoder_lr_mult", self.encoder_lr_mult, strict=False)
 
 
@@ -183,14 +183,15 @@ class TrainConfig:
         _positive("eval_batch_size", self.eval_batch_size)
         _positive("patience", self.patience)
         _positive("keep_checkpoints", self.keep_checkpoints, strict=False)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 31:
+            raise ValueError(f"seed must be an integer in 0..2^31-1, got {self.seed!r}")
         unused = [m for m in self.init.encoders if m not in self.data.modalities]
         if unused:
             raise ValueError(f"init.encoders names {unused[0]!r}, which is not in data.modalities "
                              f"{list(self.data.modalities)}")
 
 
-def load_train_config(path=None, overrides=None):
-    """``TrainConfig`` from YAML ``path`` (or defaults) with ``overrides`` merged on top."""
-    if path is None:
-        return from_dict(TrainConfig, overrides or {}, source="command-line options")
-    return load_config(path, TrainConfig, overrides=overrides)
+def load_train_config(path=None, overrides=None, sets=()):
+    """``TrainConfig`` from YAML ``path`` (or defaults) with ``--set`` items ``sets`` and then
+    ``overrides`` (a mapping) merged on top."""
+    return load_config(path, TrainConfig, overrides=overrides, sets=sets)

@@ -12,6 +12,7 @@
 """
 import contextlib
 import os
+import re
 import shlex
 import signal
 import socket
@@ -178,9 +179,23 @@ def read_hosts(path):
     except OSError as e:
         raise EmotionMXError(f"{path}: cannot read hosts file ({e.strerror})") from None
     hosts = [h for h in hosts if h]
+    for n, h in enumerate(hosts, 1):
+        check_host(h, where=f"{path}: host {n}")
     if not hosts:
         raise EmotionMXError(f"{path}: no hosts listed (one host name or user@host per line)")
     return hosts
+
+
+_HOST = re.compile(r"^[A-Za-z0-9_.@:\[\]%+-]+$")
+
+
+def check_host(host, where="host"):
+    """A hostfile entry is an ssh target, never an option: refuse a leading ``-``, whitespace,
+    control characters or shell metacharacters (``-oProxyCommand=...`` would run a command)."""
+    if not isinstance(host, str) or not host or host.startswith("-") or not _HOST.match(host):
+        raise EmotionMXError(f"{where}: {host!r} is not a host name (user@host or host; no leading '-', "
+                             "spaces or control characters)")
+    return host
 
 
 def _dmlc_env(role, root_uri, port, num_servers, num_workers):
@@ -188,10 +203,14 @@ def _dmlc_env(role, root_uri, port, num_servers, num_workers):
             "DMLC_NUM_SERVER": str(num_servers), "DMLC_NUM_WORKER": str(num_workers)}
 
 
-def _ssh_command(host, env, command, cwd, ssh="ssh"):
+def _ssh_command(host, env, command, cwd, ssh="ssh", check_host_keys=True):
+    """ssh argv for ``command`` on ``host``.  Host keys are checked against known_hosts (an
+    unknown or changed key fails); ``check_host_keys=False`` is the explicit opt-out."""
+    check_host(host)
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
     remote = f"cd {shlex.quote(cwd)} && env {exports} {' '.join(shlex.quote(c) for c in command)}"
-    return [ssh, "-o", "StrictHostKeyChecking=no", "-o", "BatchMode=yes", host, remote]
+    strict = "yes" if check_host_keys else "no"
+    return [ssh, "-o", f"StrictHostKeyChecking={strict}", "-o", "BatchMode=yes", "--", host, remote]
 
 
 @dataclass
@@ -216,7 +235,7 @@ def _kill(procs, grace=5.0):
 
 
 def plan(command, num_workers, num_servers=1, hosts=None, port=None, root_uri=None,
-         python=sys.executable, cwd=None):
+         python=sys.executable, cwd=None, check_host_keys=True):
     """The processes :func:`launch` starts: list of ``(role, argv, env)`` (scheduler first)."""
     if num_workers < 1 or num_servers < 1:
         raise EmotionMXError("need at least one worker and one server")
@@ -233,14 +252,14 @@ def plan(command, num_workers, num_servers=1, hosts=None, port=None, root_uri=No
         env = _dmlc_env(role, root_uri, port, num_servers, num_workers)
         if hosts:
             host = hosts[i % len(hosts)]
-            out.append((role, _ssh_command(host, env, cmd, cwd), {}))
+            out.append((role, _ssh_command(host, env, cmd, cwd, check_host_keys=check_host_keys), {}))
         else:
             out.append((role, cmd, env))
     return out
 
 
 def launch(command, num_workers, num_servers=1, hosts=None, port=None, root_uri=None,
-           timeout=None, python=sys.executable, log=print):
+           timeout=None, python=sys.executable, log=print, check_host_keys=True):
     """Run ``command`` (argv list) as ``num_workers`` dist workers; return the exit code.
 
     Locally (``hosts`` None) everything runs on 127.0.0.1; with ``hosts`` (list of ssh
@@ -250,7 +269,8 @@ def launch(command, num_workers, num_servers=1, hosts=None, port=None, root_uri=
     """
     procs = []
     try:
-        for role, argv, env in plan(command, num_workers, num_servers, hosts, port, root_uri, python):
+        for role, argv, env in plan(command, num_workers, num_servers, hosts, port, root_uri, python,
+                                    check_host_keys=check_host_keys):
             full_env = dict(os.environ, **env)
             if role != "worker":
                 full_env.setdefault("PS_VERBOSE", "0")

@@ -15,6 +15,8 @@ Stages: (1) resolve each modality's run directory (``{fold}``/``{seed}`` filled 
 """
 import os
 
+import mxnet as mx
+
 from .. import artifacts
 from ..errors import EmotionMXError
 
@@ -24,14 +26,22 @@ __all__ = ["resolve_warm_start", "apply_warm_start", "SPEC_KEYS_MUST_MATCH"]
 SPEC_KEYS_MUST_MATCH = ("audio_feature", "audio_norm", "max_audio_frames", "max_tokens", "num_frames")
 
 
+def expand_run_template(template, *, fold, seed, where="init.encoders"):
+    """``template`` with ``{fold}`` and ``{seed}`` replaced (plain replacement: ``str.format``
+    would evaluate attribute lookups such as ``{fold.__class__}``); any other brace is refused."""
+    out = str(template).replace("{fold}", str(int(fold))).replace("{seed}", str(int(seed)))
+    if "{" in out or "}" in out:
+        raise EmotionMXError(f"{where}: {template!r} may use only {{fold}} and {{seed}}")
+    return out
+
+
 def resolve_warm_start(init_cfg, *, fold, seed, store_path, spec):
     """``{structural param name: NDArray}`` for every encoder named in ``init_cfg.encoders``,
     plus ``{modality: run_dir}`` for the record.  ``spec`` is the new run's model spec."""
-    import mxnet as mx
     arrays, sources = {}, {}
     for m, template in sorted(init_cfg.encoders.items()):
         # 1. the source run of this fold
-        run_dir = template.format(fold=fold, seed=seed)
+        run_dir = expand_run_template(template, fold=fold, seed=seed, where=f"init.encoders.{m}")
         where = f"init.encoders.{m} ({run_dir})"
         params_file = artifacts.run_file(run_dir, artifacts.BEST_PARAMS)
         if not os.path.isfile(params_file):
@@ -48,8 +58,9 @@ def resolve_warm_start(init_cfg, *, fold, seed, store_path, spec):
         if m not in src.get("modalities", []):
             raise EmotionMXError(f"{where}: that run has no {m} encoder (modalities {src.get('modalities')})")
         for key in SPEC_KEYS_MUST_MATCH:
-            if key in spec and key in src and src[key] != spec[key]:
-                raise EmotionMXError(f"{where}: {key} is {src.get(key)!r} there and {spec.get(key)!r} here")
+            there, here = getattr(src.data, key), getattr(spec.data, key)
+            if there is not None and here is not None and there != here:
+                raise EmotionMXError(f"{where}: {key} is {there!r} there and {here!r} here")
         # 3. the encoder's weights (structural names, as Block.save_parameters writes them)
         prefix = f"{m}_enc."
         try:

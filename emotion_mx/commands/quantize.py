@@ -1,0 +1,35 @@
+"""INT8 post-training quantization of a run (oneDNN), calibrated on the training split.
+
+    python tools/quantize.py --run RUN --data STORE --calib-mode naive|entropy \
+        [--calib-batches N] [--exclude NAME ...] --out DIR [--fold K]
+
+Writes DIR/{model-symbol.json, model-0000.params, model.json} (INT8, same layout as export)
+and DIR/quant_report.json (fp32 plain/fused vs INT8 latency, sizes, validation UA/accuracy).
+"""
+import json
+
+import click
+
+from ..provenance import write_command
+
+
+@click.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="Training run folder.")
+@click.option("--data", "data_dir", required=True, type=click.Path(), help="Feature store the run was trained on.")
+@click.option("--calib-mode", type=click.Choice(["naive", "entropy"]), default="naive", show_default=True)
+@click.option("--calib-batches", default=8, show_default=True, type=click.IntRange(1),
+              help="Training-split batches used for calibration.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1),
+              help="Calibration batch size; also the large batch size timed in the report.")
+@click.option("--exclude", multiple=True, metavar="NAME",
+              help="Keep layers fp32: block prefix, op name or glob (repeatable).")
+@click.option("--fold", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--repeats", default=30, show_default=True, type=click.IntRange(3), help="Timed runs per latency figure.")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for the INT8 model.")
+def main(run_dir, data_dir, calib_mode, calib_batches, batch_size, exclude, fold, repeats, out_dir):
+    from emotion_mx.deploy.pipeline import quantize_run
+    report = quantize_run(run_dir, data_dir, out_dir, calib_mode=calib_mode, calib_batches=calib_batches,
+                          batch_size=batch_size, exclude=exclude, fold=fold, repeats=repeats)
+    write_command(out_dir)
+    click.echo(json.dumps(report["summary"], indent=2))
+

@@ -1,0 +1,179 @@
+"""Small heads on cached frozen embeddings, selected on validation speakers only.
+
+Per fold of the store's speaker/subject-independent folds: for every configuration of a small
+grid (one fixed layer or a learned softmax weighting over layers; linear or MLP head; weight
+decay) a :class:`~emotion_mx.models.layer_head.LayerWeightedHead` per cache (several caches =
+several modalities: their logits are summed, i.e. one linear layer on the concatenation) is
+trained on the training split with balanced class weights; the epoch and the configuration
+with the best validation score are kept.  Only then is the test split read, once, for the
+chosen head.  Features are standardised with the training split's statistics (stored in the
+head, so the head runs unchanged after the encoder).
+"""
+import itertools
+import time
+
+import numpy as np
+
+from ..errors import EmotionMXError
+
+__all__ = ["HeadConfig", "default_grid", "train_head", "crossval_heads", "scores"]
+
+LAYER_WEIGHTED = "weighted"
+
+
+class HeadConfig(dict):
+    """``layer`` ('weighted' or an int, one per cache), ``hidden_units``, ``dropout``, ``wd``."""
+
+    def label(self):
+        return ",".join(f"{k}={v}" for k, v in sorted(self.items()))
+
+
+def default_grid(num_states, hidden=(256,), wds=(1e-4, 1e-2)):
+    """Layer options x head sizes x weight decay.  ``num_states``: one int per cache; with several
+    caches only the learned weighting is searched (a product of single layers explodes)."""
+    if len(num_states) == 1:
+        layers = [(LAYER_WEIGHTED,)] + [(i,) for i in range(num_states[0])]
+    else:
+        layers = [tuple(LAYER_WEIGHTED for _ in num_states)]
+    # linear heads on every layer option; the MLP only on the learned weighting
+    out = [HeadConfig(layer=layer, hidden_units=0, dropout=0.0, wd=wd)
+           for layer, wd in itertools.product(layers, wds)]
+    out += [HeadConfig(layer=layers[0], hidden_units=h, dropout=0.3, wd=wds[0]) for h in hidden if h]
+    return out
+
+
+def scores(y_true, y_pred, num_classes):
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+    labels = list(range(num_classes))
+    return {"ua": float(balanced_accuracy_score(y_true, y_pred)), "wa": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0))}
+
+
+def _build(shapes, num_classes, cfg):
+    import mxnet as mx
+    from mxnet.gluon import HybridBlock
+
+    from ..models.layer_head import LayerWeightedHead
+
+    class SumHeads(HybridBlock):
+        def __init__(self, prefix=None):
+            super().__init__(prefix=prefix)
+            with self.name_scope():
+                self.heads = [LayerWeightedHead(L, D, num_classes, hidden_units=cfg["hidden_units"],
+                                                dropout=cfg["dropout"],
+                                                layer=None if layer == LAYER_WEIGHTED else int(layer),
+                                                prefix=f"head{i}_")
+                              for i, ((L, D), layer) in enumerate(zip(shapes, cfg["layer"]))]
+                for i, h in enumerate(self.heads):
+                    self.register_child(h, f"head{i}")
+
+        def hybrid_forward(self, F, *xs):
+            out = self.heads[0](xs[0])
+            for h, x in zip(self.heads[1:], xs[1:]):
+                out = out + h(x)
+            return out                                                         # (B, num_classes)
+
+    net = SumHeads(prefix="heads_")
+    net.initialize(mx.init.Xavier())
+    return net
+
+
+def _predict(net, xs, batch=512):
+    import mxnet as mx
+    out = []
+    for a in range(0, len(xs[0]), batch):
+        out.append(net(*[mx.nd.array(x[a:a + batch]) for x in xs]).asnumpy())
+    return np.concatenate(out)
+
+
+def train_head(train, valid, num_classes, cfg, metric="ua", epochs=None, lr=3e-3, seed=0):
+    """Train one head: ``train``/``valid`` = ``(list of (N, L, D) arrays, labels (N,))``.
+    Returns ``(net, best valid score, best epoch)``; the kept parameters are the best epoch's.
+    ``valid=None``: train exactly ``epochs`` epochs and keep the last (refit on train + valid)."""
+    import mxnet as mx
+    from mxnet import autograd, gluon
+    xs, y = train
+    n = len(y)
+    mx.random.seed(seed)
+    rng = np.random.RandomState(seed)
+    net = _build([x.shape[1:] for x in xs], num_classes, cfg)
+    for head, x in zip(net.heads, xs):                                         # training-split statistics
+        head.feat_mean.set_data(mx.nd.array(x.mean(0)))
+        head.feat_std.set_data(mx.nd.array(x.std(0) + 1e-5))
+    net.hybridize(static_alloc=True)
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    class_w = np.where(counts > 0, n / (num_classes * np.maximum(counts, 1)), 0.0).astype(np.float32)
+    batch = 128 if n < 2000 else 512
+    epochs = epochs or (60 if n < 2000 else 25)
+    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": lr, "wd": cfg["wd"]})
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    best = (-1.0, 0, None)
+    for epoch in range(epochs):
+        order = rng.permutation(n)
+        for a in range(0, n, batch):
+            idx = order[a:a + batch]
+            data = [mx.nd.array(x[idx]) for x in xs]
+            label = mx.nd.array(y[idx])
+            with autograd.record():
+                loss = loss_fn(net(*data), label, mx.nd.array(class_w[y[idx]]))
+            loss.backward()
+            trainer.step(len(idx), ignore_stale_grad=True)
+        if valid is None:
+            continue
+        score = scores(valid[1], _predict(net, valid[0]).argmax(1), num_classes)[metric]
+        if score > best[0]:
+            best = (score, epoch + 1, {k: p.data().copy() for k, p in net.collect_params().items()})
+    if valid is None:
+        return net, None, epochs
+    for k, p in net.collect_params().items():
+        p.set_data(best[2][k])
+    return net, best[0], best[1]
+
+
+def _split(store, caches, fold, split):
+    ids = [i for i in store.ids(fold, split) if all(i in c for c in caches)]
+    xs = [np.stack([c[i] for i in ids]).astype(np.float32) for c in caches]
+    y = np.array([store.label_index[store.by_id[i].label] for i in ids], dtype=np.int64)
+    return xs, y
+
+
+def crossval_heads(store, caches, grid=None, folds=None, metric="ua", refit=True, log=print):
+    """Per fold: choose the head on validation, then read test once.  ``caches``: list of
+    ``{item id: (L, D)}``.  Returns a list of per-fold dicts (chosen config, valid, test scores).
+
+    ``refit``: the chosen configuration is trained again on train + valid for the chosen number
+    of epochs (more speakers; nothing is chosen after this), and ``test`` is that head's score;
+    ``test_train_only`` is the score of the head trained on the training split alone."""
+    import mxnet as mx
+    k = len(store.labels)
+    grid = grid or default_grid([next(iter(c.values())).shape[0] for c in caches])
+    results = []
+    for fold in (range(store.num_folds) if folds is None else folds):
+        tr, va = _split(store, caches, fold, "train"), _split(store, caches, fold, "valid")
+        if not len(tr[1]) or not len(va[1]):
+            raise EmotionMXError(f"fold {fold}: empty train or validation split for these embeddings")
+        t0 = time.time()
+        best = None
+        for cfg in grid:
+            net, score, epoch = train_head(tr, va, k, cfg, metric=metric)
+            if best is None or score > best[1]:
+                best = (cfg, score, epoch, net)
+        cfg, vscore, epoch, net = best
+        heads_net = net
+        if refit:
+            both = ([np.concatenate([a, b]) for a, b in zip(tr[0], va[0])], np.concatenate([tr[1], va[1]]))
+            net, _, _ = train_head(both, None, k, cfg, epochs=epoch)
+        te = _split(store, caches, fold, "test")                                # read once, for the chosen head
+        test = scores(te[1], _predict(net, te[0]).argmax(1), k)
+        test_train_only = scores(te[1], _predict(heads_net, te[0]).argmax(1), k) if refit else test
+        weights = [h.layer_weights(mx.nd, h.layer_logits.data()).asnumpy().ravel().round(3).tolist()
+                   for h in net.heads]
+        row = {"fold": fold, "config": dict(cfg, layer=list(cfg["layer"])), "valid_" + metric: vscore,
+               "epochs": epoch, "test": test, "test_train_only": test_train_only, "refit": bool(refit), "n_train": int(len(tr[1])), "n_valid": int(len(va[1])),
+               "n_test": int(len(te[1])), "layer_weights": weights, "seconds": round(time.time() - t0, 1)}
+        log(f"fold {fold}: chose {HeadConfig(cfg).label()} (valid {metric} {vscore:.3f}, epoch {epoch}); "
+            f"test UA {test['ua']:.3f} WA {test['wa']:.3f} wF1 {test['weighted_f1']:.3f}"
+            + (f" (head on train only: UA {test_train_only['ua']:.3f})" if refit else ""))
+        results.append(row)
+    return results

@@ -1,0 +1,49 @@
+"""``emotion-mx serve`` (and ``python -m emotion_mx.serve``): the REST service on uvicorn, or
+on Ray Serve with ``--ray``."""
+import os
+
+import click
+
+
+@click.command("serve")
+@click.option("--model", "model_dir", required=True, type=click.Path(), help="Exported model folder (fp32 or INT8).")
+@click.option("--fallback", type=click.Path(), help="Model served when the primary fails or times out (e.g. the INT8 export, or an audio-only model).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="uvicorn worker processes; each loads the models (a dead worker is replaced).")
+@click.option("--ray", "use_ray", is_flag=True, help="Run as a Ray Serve deployment instead of uvicorn workers.")
+@click.option("--replicas", default=1, show_default=True, type=click.IntRange(1), help="With --ray: replicas of the deployment.")
+@click.option("--ray-address", default=None, help="With --ray: an existing cluster (e.g. auto) [a local one].")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.001), help="Seconds per model attempt; then the fallback (or 504).")
+@click.option("--retries", default=1, show_default=True, type=click.IntRange(0, 5), help="Extra primary attempts after a failure.")
+@click.option("--max-queue", default=16, show_default=True, type=click.IntRange(1), help="Requests in progress per worker; more get 429 with Retry-After.")
+@click.option("--max-request-mb", default=20.0, show_default=True, type=click.FloatRange(min=0.001), help="Largest request body; larger get 413.")
+@click.option("--max-batch", default=32, show_default=True, type=click.IntRange(1), help="Items per /predict/batch request.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Rows per forward pass of a batch.")
+@click.option("--no-warmup", is_flag=True, help="Skip the warm-up prediction at start-up.")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(model_dir, fallback, host, port, workers, use_ray, replicas, ray_address, timeout, retries, max_queue,
+          max_request_mb, max_batch, batch_size, no_warmup, log_level):
+    """Serve an exported model over HTTP: POST /predict, /predict/batch; GET /health, /ready,
+    /model, /metrics.  Fault injection for tests: EMOTION_MX_SERVE_FAULTS (see docs/serving.md)."""
+    from . import require
+    from ..artifacts import read_sidecar
+    from .settings import ENV, ServeSettings
+    require()
+    for d in filter(None, (model_dir, fallback)):
+        read_sidecar(d)                  # a wrong folder fails here, in one line, not in a worker
+    settings = ServeSettings(model=os.path.abspath(model_dir), fallback=os.path.abspath(fallback) if fallback else None,
+                             host=host, port=port, workers=workers, timeout=timeout, retries=retries,
+                             max_queue=max_queue, max_request_bytes=int(max_request_mb * 1e6),
+                             max_batch=max_batch, batch_size=batch_size, warmup=not no_warmup)
+    if use_ray:
+        if workers != 1:
+            raise click.UsageError("--workers is for uvicorn; with --ray scale with --replicas")
+        from .ray_app import run_ray
+        return run_ray(settings, replicas=replicas, address=ray_address)
+    if replicas != 1:
+        raise click.UsageError("--replicas goes with --ray (uvicorn scales with --workers)")
+    import uvicorn
+    os.environ[ENV] = settings.to_json()
+    uvicorn.run("emotion_mx.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, timeout_graceful_shutdown=5)

@@ -1,0 +1,44 @@
+"""Service settings: one frozen dataclass, handed to every uvicorn worker / Ray replica as JSON
+(environment variable :data:`ENV`), so each process loads the same models the same way."""
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from ..config import from_dict
+
+ENV = "EMOTION_MX_SERVE_SETTINGS"
+# Fault injection for tests and benchmarks only (see engine.Faults); never set in production.
+FAULTS_ENV = "EMOTION_MX_SERVE_FAULTS"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model: str                          # exported model folder (fp32 or INT8)
+    fallback: Optional[str] = None      # served when the primary fails or times out
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1                    # uvicorn worker processes (each loads the models)
+    timeout: float = 30.0               # seconds per model attempt
+    retries: int = 1                    # extra primary attempts after a failure (not after a timeout)
+    max_queue: int = 16                 # requests admitted per worker (running + waiting); more → 429
+    max_request_bytes: int = 20_000_000  # larger bodies → 413
+    max_batch: int = 32                 # items per /predict/batch request
+    batch_size: int = 8                 # rows per forward pass of a batch
+    warmup: bool = True
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text, source=ENV):
+        return from_dict(cls, json.loads(text), source=source)
+
+    @classmethod
+    def from_env(cls):
+        text = os.environ.get(ENV)
+        if not text:
+            from ..errors import EmotionMXError
+            raise EmotionMXError(f"{ENV} is not set; start the service with `emotion-mx serve --model DIR`")
+        return cls.from_json(text)

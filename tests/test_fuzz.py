@@ -1,0 +1,324 @@
+"""Property-based tests (Hypothesis) over the loaders of external input: manifest rows and files,
+dataset/training configs, exported-model sidecars and run specs, feature-store shards, audio and
+image files.  The property: bad input gives EmotionMXError (or BadItem, a subclass) and never
+another exception type.  Bounded: few examples per test, no deadline, the file runs in seconds."""
+import io
+import json
+import os
+import tempfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as hs
+
+from emotion_mx.errors import BadItem, EmotionMXError
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+MEDIA = settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+
+json_scalar = hs.one_of(hs.none(), hs.booleans(), hs.integers(-2 ** 40, 2 ** 40),
+                        hs.floats(allow_nan=True, allow_infinity=True), hs.text(max_size=12))
+json_value = hs.recursive(json_scalar, lambda c: hs.one_of(hs.lists(c, max_size=3),
+                                                           hs.dictionaries(hs.text(max_size=6), c, max_size=3)),
+                          max_leaves=8)
+
+MANIFEST_KEYS = ["id", "label", "group", "split", "audio", "video", "image", "text", "start", "end", "lang",
+                 "meta", "bogus"]
+VALID_ROW = {"id": "spk01_0001", "label": "anger", "group": "spk01", "split": "train", "audio": "a.wav",
+             "text": "I said no.", "start": 0.5, "end": 2.0, "lang": "en", "meta": {"word_timings": "a.wdseg"}}
+manifest_row = hs.one_of(
+    hs.dictionaries(hs.sampled_from(MANIFEST_KEYS), json_value, max_size=8),
+    # a valid row with one or two fields replaced or dropped (what a hand-written manifest gets wrong)
+    hs.lists(hs.tuples(hs.sampled_from(MANIFEST_KEYS), hs.one_of(json_value, hs.just("__drop__"))),
+             min_size=1, max_size=2).map(
+        lambda changes: {k: v for k, v in {**VALID_ROW, **dict(changes)}.items() if v != "__drop__"}))
+
+
+# ----------------------------------------------------------------------------- manifest
+
+@FAST
+@given(row=manifest_row)
+def test_manifest_row_gives_an_utterance_or_one_error(row):
+    from emotion_mx.manifest import Utterance
+    try:
+        it = Utterance.from_json(row, where="m.jsonl:1")
+    except EmotionMXError as e:
+        assert "\n" not in str(e)
+        return
+    assert isinstance(it.id, str) and "\x00" not in it.id and it.id.strip() == it.id
+    assert all(isinstance(getattr(it, k), (str, type(None))) for k in ("audio", "video", "image", "text"))
+    json.dumps(it.to_json())
+
+
+@FAST
+@given(lines=hs.lists(hs.one_of(hs.binary(max_size=40), manifest_row.map(lambda r: json.dumps(r).encode())),
+                      max_size=5))
+def test_manifest_file_reads_or_fails_with_one_error(lines):
+    from emotion_mx.manifest import read_manifest
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "manifest.jsonl")
+        with open(path, "wb") as f:
+            f.write(b"\n".join(lines))
+        try:
+            read_manifest(path)
+        except EmotionMXError:
+            pass
+        except UnicodeDecodeError:
+            pytest.fail("non-UTF-8 manifest escaped as UnicodeDecodeError")
+
+
+@FAST
+@given(lines=hs.lists(manifest_row.map(json.dumps), min_size=1, max_size=5))
+def test_manifest_reader_skips_bad_lines_with_reasons(lines):
+    from emotion_mx.corpora import read_corpus
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "manifest.jsonl"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        try:
+            items, skipped = read_corpus("manifest", d)
+        except EmotionMXError:
+            return
+        assert len(items) + len(skipped) >= 1
+        assert all(isinstance(r, str) and r for _, r in skipped)
+
+
+# ----------------------------------------------------------------------------- configs
+
+DATASET_KEYS = {"corpus": json_value, "shard_size": json_value, "reader": json_value,
+                "audio": hs.dictionaries(hs.sampled_from(["sample_rate", "n_mels", "fmin", "fmax", "hop_ms",
+                                                          "win_ms", "n_mfcc", "max_seconds", "x"]), json_value),
+                "face": hs.dictionaries(hs.sampled_from(["num_frames", "size", "margin", "min_face"]), json_value),
+                "splits": hs.dictionaries(hs.sampled_from(["folds", "seed"]), json_value),
+                "text": hs.dictionaries(hs.sampled_from(["min_freq", "max_vocab", "vectors", "lower"]), json_value),
+                "labels": json_value}
+TRAIN_KEYS = {"seed": json_value, "epochs": json_value, "batch_size": json_value, "patience": json_value,
+              "model": hs.dictionaries(hs.sampled_from(["name", "kwargs"]), json_value),
+              "optim": hs.dictionaries(hs.sampled_from(["lr", "wd", "optimizer", "schedule", "warmup_epochs"]),
+                                       json_value),
+              "data": json_value, "init": json_value, "loss": json_value, "augment": json_value}
+
+
+def _partial(keys):
+    return hs.fixed_dictionaries({}, optional=keys)
+
+
+@FAST
+@given(data=_partial(DATASET_KEYS))
+def test_dataset_config_loads_or_fails_with_one_error(data):
+    from emotion_mx.config import DatasetConfig, from_dict
+    try:
+        from_dict(DatasetConfig, data, source="d.yaml")
+    except EmotionMXError as e:
+        assert "\n" not in str(e)
+
+
+@FAST
+@given(data=_partial(TRAIN_KEYS))
+def test_train_config_loads_or_fails_with_one_error(data):
+    from emotion_mx.training.config import load_train_config
+    try:
+        load_train_config(None, data)
+    except EmotionMXError as e:
+        assert "\n" not in str(e)
+
+
+@FAST
+@given(raw=hs.one_of(hs.binary(max_size=60), hs.text(max_size=60).map(lambda t: t.encode("utf-8"))))
+def test_config_file_bytes_load_or_fail_with_one_error(raw):
+    from emotion_mx.config import DatasetConfig, load_config
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "c.yaml")
+        with open(path, "wb") as f:
+            f.write(raw)
+        try:
+            load_config(path, DatasetConfig)
+        except EmotionMXError:
+            pass
+
+
+# ----------------------------------------------------------------------------- sidecars and run specs
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from emotion_mx.deploy.export import export
+    from emotion_mx.deploy.testing import make_run
+    root = tmp_path_factory.mktemp("fuzz_model")
+    make_run(str(root / "run"), "audio_cnn")
+    export(str(root / "run"), str(root / "model"))
+    return str(root)
+
+
+def _paths(d, prefix=()):
+    out = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.append(prefix + (k,))
+            out += _paths(v, prefix + (k,))
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            out.append(prefix + (i,))
+            out += _paths(v, prefix + (i,))
+    return out
+
+
+def _mutate(doc, path, value):
+    target = doc
+    for p in path[:-1]:
+        target = target[p]
+    if value == "__delete__" and isinstance(target, dict):
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+
+
+@MEDIA
+@given(data=hs.data())
+def test_mutated_sidecar_reads_or_fails_with_one_error(model_dir, data):
+    import shutil
+    from emotion_mx import artifacts as A
+    src = os.path.join(model_dir, "model")
+    sidecar = json.load(open(os.path.join(src, A.SIDECAR)))
+    paths = _paths(sidecar)
+    for _ in range(data.draw(hs.integers(1, 3))):
+        path = data.draw(hs.sampled_from(paths))
+        try:
+            _mutate(sidecar, path, data.draw(hs.one_of(json_value, hs.just("__delete__"),
+                                                       hs.sampled_from(["../x", "/etc/passwd", "a\x00b"]))))
+        except (KeyError, IndexError, TypeError):
+            pass
+    with tempfile.TemporaryDirectory() as d:
+        dst = os.path.join(d, "m")
+        shutil.copytree(src, dst)
+        with open(os.path.join(dst, A.SIDECAR), "w") as f:
+            json.dump(sidecar, f)
+        try:
+            sc = A.read_sidecar(dst)
+        except EmotionMXError:
+            return
+        for key in ("vocab", "symbol_file", "params_file"):       # what it names stays inside
+            if sc.get(key):
+                assert os.path.realpath(os.path.join(dst, sc[key])).startswith(os.path.realpath(dst))
+
+
+@MEDIA
+@given(data=hs.data())
+def test_mutated_model_spec_loads_or_fails_with_one_error(model_dir, data):
+    import shutil
+    from emotion_mx import artifacts as A
+    src = os.path.join(model_dir, "run")
+    spec = json.load(open(os.path.join(src, A.MODEL_SPEC)))
+    path = data.draw(hs.sampled_from(_paths(spec)))
+    _mutate(spec, path, data.draw(hs.one_of(json_value, hs.just("__delete__"))))
+    with tempfile.TemporaryDirectory() as d:
+        dst = os.path.join(d, "r")
+        shutil.copytree(src, dst)
+        with open(os.path.join(dst, A.MODEL_SPEC), "w") as f:
+            json.dump(spec, f)
+        try:
+            A.load_model_spec(dst)
+        except EmotionMXError:
+            pass
+
+
+# ----------------------------------------------------------------------------- .npy/.npz shards
+
+@FAST
+@given(cut=hs.integers(0, 4000), flips=hs.lists(hs.tuples(hs.integers(0, 4000), hs.integers(0, 255)), max_size=4))
+def test_damaged_shard_is_removed_never_raised(cut, flips):
+    from emotion_mx import store as st
+    from emotion_mx.build import _existing
+    with tempfile.TemporaryDirectory() as d:
+        os.makedirs(os.path.join(d, st.SHARD_DIR))
+        path = st.write_shard(d, "x", [("a", {"logmel": np.ones((5, 3), np.float32)}, {"label": "x"})])
+        raw = bytearray(open(path, "rb").read())
+        for pos, byte in flips:
+            if pos < len(raw):
+                raw[pos] = byte
+        with open(path, "wb") as f:
+            f.write(bytes(raw[:max(cut, 1)] if cut < len(raw) else raw))
+        metas = _existing(d)
+        assert set(metas) <= {"a"}
+        assert bool(metas) == os.path.exists(path)
+
+
+# ----------------------------------------------------------------------------- media files
+
+def _wav_bytes():
+    import soundfile as sf
+    buf = io.BytesIO()
+    sf.write(buf, (0.3 * np.sin(np.arange(1600) / 5.0)).astype(np.float32), 16000, format="WAV")
+    return buf.getvalue()
+
+
+WAV = _wav_bytes()
+
+
+@MEDIA
+@given(ext=hs.sampled_from([".wav", ".flac", ".mp3", ".mp4"]), cut=hs.integers(0, len(WAV)),
+       flips=hs.lists(hs.tuples(hs.integers(0, len(WAV) - 1), hs.integers(0, 255)), max_size=6),
+       junk=hs.binary(max_size=64))
+def test_damaged_audio_is_a_bad_item_or_audio(ext, cut, flips, junk):
+    from emotion_mx.features.audio import load_audio
+    raw = bytearray(WAV[:cut]) + junk
+    for pos, byte in flips:
+        if pos < len(raw):
+            raw[pos] = byte
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "a" + ext)
+        with open(path, "wb") as f:
+            f.write(bytes(raw))
+        try:
+            wave = load_audio(path, max_seconds=5.0)
+        except BadItem:
+            return
+        assert wave.dtype == np.float32 and wave.ndim == 1 and np.isfinite(wave).all()
+
+
+def _png_bytes():
+    import cv2
+    ok, buf = cv2.imencode(".png", (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) % 251).astype(np.uint8))
+    return buf.tobytes()
+
+
+PNG = _png_bytes()
+
+
+@MEDIA
+@given(ext=hs.sampled_from([".png", ".jpg"]), cut=hs.integers(0, len(PNG)),
+       flips=hs.lists(hs.tuples(hs.integers(0, len(PNG) - 1), hs.integers(0, 255)), max_size=6))
+def test_damaged_image_is_a_bad_item_or_a_face_crop(ext, cut, flips):
+    from emotion_mx.features.face import extract_faces
+    raw = bytearray(PNG[:cut])
+    for pos, byte in flips:
+        if pos < len(raw):
+            raw[pos] = byte
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "f" + ext)
+        with open(path, "wb") as f:
+            f.write(bytes(raw))
+        try:
+            out = extract_faces(path, is_image=True, num_frames=1, size=16, detect=False)
+        except BadItem:
+            return
+        assert out["frames"].shape == (1, 1, 16, 16)
+
+
+@MEDIA
+@given(w=hs.integers(1, 20000), h=hs.integers(1, 20000))
+def test_image_header_size_is_bounded_before_decoding(w, h):
+    """A PNG header claiming w x h pixels (the data need not be there): refused over the limit."""
+    import struct
+    import zlib
+    from emotion_mx.features.face import MAX_IMAGE_PIXELS, check_image_size
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "h.png")
+        with open(path, "wb") as f:
+            f.write(png)
+        if w * h > MAX_IMAGE_PIXELS:
+            with pytest.raises(BadItem, match="over the limit"):
+                check_image_size(path)
+        else:
+            check_image_size(path)
