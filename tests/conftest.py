@@ -56,6 +56,18 @@ def emodb_small_store(real_data, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def exported_models(tmp_path_factory):
+    """Three briefly trained exports shared by the API and service tests: the tri-modal
+    ``mid_tiny`` in fp32 (keys ``fp32`` and ``tri``) and INT8, and an audio-only ``audio_cnn``."""
+    from emotion_mx.inference.testing import make_exported
+    d = tmp_path_factory.mktemp("exported_models")
+    make_exported(str(d / "tri"), str(d / "w1"))
+    make_exported(str(d / "int8"), str(d / "w2"), precision="int8")
+    make_exported(str(d / "audio"), str(d / "w3"), name="audio_cnn", modalities=("audio",))
+    return {"fp32": str(d / "tri"), "tri": str(d / "tri"), "int8": str(d / "int8"), "audio": str(d / "audio")}
+
+
+@pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory):
     """An exported tri-modal ``mid_tiny`` (briefly trained on synthetic data) shared by the
     streaming and live-page tests: ``emotion_mx.inference.testing.make_exported``."""
