@@ -30,10 +30,6 @@ from .config import DatasetConfig, dump_config, replace, to_dict
 from .corpora import read_corpus
 from .corpora.labels import apply_label_config
 from .errors import BadItem, EmotionMXError
-from .features import audio as fa
-from .features.align import align_words, boundary_error, pool_over_spans, read_iemocap_wdseg
-from .features.face import extract_faces
-from .features.text import build_vocab, save_vocab, tokenize
 from .fileio import ensure_output_dir, read_json, write_json
 from .manifest import check_item_id, media_stamp, resolve_media, write_manifest
 from .splits import check_leakage, make_folds, split_of
@@ -74,6 +70,7 @@ def extract_item(item, root, cfg):
     if "audio" in mods and cfg.audio.enabled:
         a = cfg.audio
         path = resolve_media(root, item.audio, item.id)
+        from .features import audio as fa   # librosa: lazy, so the CLI starts fast
         wave = fa.load_audio(path, sample_rate=a.sample_rate, start=item.start, end=item.end,
                              max_seconds=a.max_seconds)
         feats = fa.audio_features(wave, sample_rate=a.sample_rate, n_mels=a.n_mels, win_ms=a.win_ms,
@@ -84,6 +81,7 @@ def extract_item(item, root, cfg):
 
     # 1b. text: tokens (ids are assigned per fold, from the fold's training vocabulary)
     if "text" in mods and cfg.text.enabled:
+        from .features.text import tokenize
         tokens = tokenize(item.text or "", lower=cfg.text.lower)
         if not tokens:
             raise BadItem("empty transcript; give the item text or drop its 'text' field", item_id=item.id)
@@ -94,6 +92,7 @@ def extract_item(item, root, cfg):
         f = cfg.face
         rel = item.video or item.image
         path = resolve_media(root, rel, item.id)
+        from .features.face import extract_faces
         faces = extract_faces(path, is_image=not item.video, start=item.start, end=item.end,
                               num_frames=f.num_frames, size=f.size, grayscale=f.grayscale,
                               margin=f.margin, detect=f.detect, min_face=f.min_face)
@@ -125,6 +124,7 @@ def _align(item, root, cfg, wave, arrays, meta):
     """Word spans by TTS + DTW, word-pooled audio/face features; a failure is recorded, not fatal."""
     a = cfg.audio
     voice = cfg.align.voice or DEFAULT_VOICES.get(item.lang or "en", item.lang or "en")
+    from .features.align import align_words, boundary_error, pool_over_spans, read_iemocap_wdseg
     try:
         spans = align_words(wave, a.sample_rate, item.text, voice=voice, hop_ms=a.hop_ms, n_mels=a.n_mels)
     except BadItem as e:
@@ -441,6 +441,7 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0, cha
         split_counts.append({k: len(v) for k, v in sides.items()})
         write_json(st.norm_path(out, f), _fold_stats(metas, sides["train"]))
         if has_text:
+            from .features.text import build_vocab, save_vocab
             vocab = build_vocab([metas[i]["tokens"] for i in sides["train"] if "tokens" in metas[i]],
                                 min_freq=cfg.text.min_freq, max_size=cfg.text.max_vocab)
             save_vocab(vocab, st.vocab_path(out, f))

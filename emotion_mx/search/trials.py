@@ -22,7 +22,7 @@ from ..config import dump_config, from_dict, to_dict
 from ..errors import EmotionMXError
 from ..fileio import read_jsonl, write_jsonl
 from ..training.config import TrainConfig
-from ..training.run import train
+from ..training import run as training_run
 from .config import _plain, trial_config
 
 __all__ = ["TrialLog", "run_trial", "TrialFailed", "TRIALS_JSONL", "TRIALS_DIR", "METRIC"]
@@ -85,7 +85,7 @@ def run_trial(search_cfg, params, *, trial_id, index, data_dir, out_dir, fold, s
     run_dir = os.path.join(out_dir, run_rel)
     resume = _prepare_run_dir(run_dir, cfg)
     t0 = time.time()
-    result = train(cfg, data_dir, run_dir, fold=fold, contexts=contexts, resume=resume,
+    result = training_run.train(cfg, data_dir, run_dir, fold=fold, contexts=contexts, resume=resume,
                    progress=False, echo=echo or (lambda *a, **k: None))
     best = next((h for h in result.history if h.get("epoch") == result.best_epoch), {})
     return {
