@@ -306,13 +306,15 @@ def test_damaged_image_is_a_bad_item_or_a_face_crop(ext, cut, flips):
 @MEDIA
 @given(w=hs.integers(1, 20000), h=hs.integers(1, 20000))
 def test_image_header_size_is_bounded_before_decoding(w, h):
-    """A PNG header claiming w x h pixels (the data need not be there): refused over the limit."""
+    """A PNG claiming w x h pixels (only the start of its data is there): refused over the limit."""
     import struct
     import zlib
     from emotion_mx.features.face import MAX_IMAGE_PIXELS, check_image_size
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
     chunk = b"IHDR" + ihdr
-    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    idat = b"IDAT" + zlib.compress(b"\0" * 64)          # a start of image data: Pillow stops at IDAT
+    png = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+           + struct.pack(">I", len(idat) - 4) + idat + struct.pack(">I", zlib.crc32(idat)))
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "h.png")
         with open(path, "wb") as f:

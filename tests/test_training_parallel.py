@@ -216,7 +216,7 @@ def test_launch_plan_env():
         assert env["DMLC_PS_ROOT_URI"] == "127.0.0.1"
     ssh = plan(["python", "w.py"], 2, 1, hosts=["h1", "h2"], port=9124, root_uri="10.0.0.5", cwd="/x")
     worker_cmds = [argv for role, argv, _ in ssh if role == "worker"]
-    assert [c[5] for c in worker_cmds] == ["h2", "h1"]      # round robin after the server on h1
+    assert [c[c.index("--") + 1] for c in worker_cmds] == ["h2", "h1"]   # round robin after the server on h1
     assert "DMLC_ROLE=worker" in worker_cmds[0][-1] and "DMLC_PS_ROOT_URI=10.0.0.5" in worker_cmds[0][-1]
 
 

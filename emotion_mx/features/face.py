@@ -61,7 +61,10 @@ def check_image_size(path):
     try:
         with Image.open(path) as im:
             w, h = im.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:     # Pillow's own limit (2 x 89 M pixels) tripped first
+        raise BadItem(f"image {path} is over the limit of {MAX_IMAGE_PIXELS // 10 ** 6} megapixels "
+                      "(its header declares a decompression bomb); downscale it") from None
+    except (UnidentifiedImageError, OSError, ValueError):
         if os.path.getsize(path) > MAX_UNKNOWN_IMAGE_BYTES:
             raise BadItem(f"cannot read the size of image {path} and it is over "
                           f"{MAX_UNKNOWN_IMAGE_BYTES >> 20} MB; convert it to PNG or JPEG") from None
