@@ -9,7 +9,8 @@
 per repeat (same-run ratios on a shared machine): ``before`` = detection on every frame and
 audio features of the whole window (the pre-issue-16 pipeline); ``after`` = detection every 5th
 frame with the template tracker between and audio frames once per hop (``tools/stream.py``
-defaults); ``yunet`` = ``after`` with YuNet (needs its model file, see README).
+defaults); ``tracker`` and ``hop-audio`` = one of the two changes alone; ``yunet`` = ``after``
+with YuNet (needs its model file, see README).
 
 Generates a demo-corpus-like clip (espeak-ng speech, a drawn face moving in a 640x360 frame at
 25 fps, MJPG + PCM in .avi, SRT subtitles), exports each model with random weights (the cost
@@ -75,6 +76,8 @@ def make_clip(path, seconds, fps=25, size=(640, 360), sr=16000):
 
 
 FACES = {"before": dict(detect_every=1, face_detector="haar", hop_audio=False),
+         "tracker": dict(detect_every=5, face_detector="haar", hop_audio=False),
+         "hop-audio": dict(detect_every=1, face_detector="haar", hop_audio=True),
          "after": dict(detect_every=5, face_detector="haar", hop_audio=True),
          "yunet": dict(detect_every=5, face_detector="yunet", hop_audio=True)}
 
@@ -117,7 +120,7 @@ def stream_once(model_dir, clip, srt, window, hop, faces="after"):
 @click.option("--detect/--no-detect", default=True, show_default=True, help="Haar face detection per frame.")
 @click.option("--repeats", default=2, show_default=True, help="Streams per model; the best RTF is reported.")
 @click.option("--faces", default="before,after", show_default=True,
-              help="Face/audio settings to compare: before, after, yunet (comma-separated).")
+              help="Face/audio settings to compare: before, tracker, hop-audio, after, yunet (comma-separated).")
 @click.option("--precisions", default="fp32,int8", show_default=True)
 @click.option("--clip", "clip_kind", type=click.Choice(["synthetic", "corpus"]), default="synthetic", show_default=True,
               help="synthetic: espeak-ng speech + a drawn moving face + subtitles; corpus: EmoDB speech + CK+48 "
@@ -144,22 +147,24 @@ def main(seconds, models, window, hop, detect, repeats, faces, precisions, clip_
             if not os.path.isfile(os.path.join(d, "model.json")):
                 make_exported(d, os.path.join(work, f"{name}-run"), name=name, precision=precision,
                               detect=detect, **SETTINGS)
-            runs = {f: [] for f in face_modes}
+            runs, rows = {f: [] for f in face_modes}, {}
             for _ in range(repeats):
                 for f in face_modes:                    # interleaved: the same load on every setting
-                    runs[f].append(stream_once(d, clip, srt, window, hop, f)[0])
+                    summary, rows[f] = stream_once(d, clip, srt, window, hop, f)
+                    runs[f].append(summary)
             for f in face_modes:
                 best = min(runs[f], key=lambda s: s["realtime_factor"])
-                table.append(_row(name, precision, f, best, runs[f]))
+                table.append(dict(_row(name, precision, f, best, runs[f]), **_agreement(rows[face_modes[0]], rows[f])))
     click.echo(f"\nload average during the runs (1/5/15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     click.echo("| model | precision | faces | windows | RTF (whole stream) | RTF (windows only) | window latency p50 / p95 (ms) "
-               "| features / model median (ms) | detections / tracked frames |")
-    click.echo("|---|---|---|---|---|---|---|---|---|")
+               "| features / model median (ms) | detections / tracked frames | argmax agreement / max abs prob diff "
+               f"vs {face_modes[0]} |")
+    click.echo("|---|---|---|---|---|---|---|---|---|---|")
     for r in table:
         click.echo(f"| {r['model']} | {r['precision']} | {r['faces']} | {r['windows']} | {r['rtf']:.3f} "
                    f"(all {r['rtf_all']}) | {r['rtf_windows']:.3f} | "
                    f"{r['latency_median_ms']:.1f} / {r['latency_p95_ms']:.1f} | {r['features_ms']:.1f} / {r['model_ms']:.1f} "
-                   f"| {r['detections']} / {r['tracked']} |")
+                   f"| {r['detections']} / {r['tracked']} | {r['agreement']:.3f} / {r['max_prob_diff']:.2g} |")
     if len(face_modes) > 1:
         click.echo(f"\nratios to '{face_modes[0]}' (same model and precision, best of {repeats}):")
         base = {(r["model"], r["precision"]): r for r in table if r["faces"] == face_modes[0]}
@@ -170,6 +175,15 @@ def main(seconds, models, window, hop, detect, repeats, faces, precisions, clip_
                            f"latency p50 x{r['latency_median_ms'] / b['latency_median_ms']:.2f}, "
                            f"p95 x{r['latency_p95_ms'] / b['latency_p95_ms']:.2f}")
     click.echo("\n" + json.dumps(table))
+
+
+def _agreement(base_rows, rows):
+    """Windows whose argmax equals the base setting's, and the largest probability difference."""
+    pairs = [(a, b) for a, b in zip(base_rows, rows) if a["probabilities"] and b["probabilities"]]
+    same = sum(a["label"] == b["label"] for a, b in pairs)
+    diff = max((abs(a["probabilities"][k] - b["probabilities"][k]) for a, b in pairs for k in a["probabilities"]),
+               default=0.0)
+    return {"agreement": same / max(1, len(pairs)), "max_prob_diff": diff}
 
 
 def _row(name, precision, faces, best, runs):
