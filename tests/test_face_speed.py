@@ -139,3 +139,25 @@ def test_audio_features_per_hop_equal_the_whole_window_recomputed():
     w2 = wave[sr:3 * sr] * 0.5
     np.testing.assert_allclose(audio_features_from_wave(w2, cfg, cache=cache, start=1.0)["prosody"],
                                audio_features_from_wave(w2, cfg)["prosody"], atol=1e-5)
+
+
+def test_detections_near_the_tracked_face_and_a_whole_frame_search_every_few():
+    from emotion_mx.inference.window import FULL_EVERY
+    full = detect_largest_face(_canvas(220), 24)
+    near = detect_largest_face(_canvas(220), 24, near=full)
+    assert _iou(full, near) > 0.8
+    assert detect_largest_face(_canvas(420), 24, near=(20, 60, 150, 150)) is None   # the face is elsewhere
+    small = _canvas(40)
+    small[60:200, 40:240] = 70
+    small[60:200, 40:180] = face_image(0.3, 140)           # a smaller face on the left
+    both = small.copy()
+    both[100:300, 400:600] = face_image(0.3, 200)           # a larger one comes in on the right
+    cache = FaceCache(FaceConfig(), detect_every=2)
+    cache(0.0, small)
+    assert cache._tracker.square[0] < 100
+    moved_at = None
+    for k in range(1, 2 * FULL_EVERY + 2):
+        cache(k / 25.0, both)
+        if moved_at is None and cache._tracker.square[0] > 300:
+            moved_at = k
+    assert moved_at == 2 * (FULL_EVERY - 1) + 2, moved_at    # found by the first whole-frame search

@@ -138,12 +138,17 @@ def _downscale(image, side):
                       interpolation=cv2.INTER_AREA)
 
 
-def _face_square(image, face_cfg, gray=None):
+def _face_square(image, face_cfg, gray=None, near=None):
     """``(x0, y0, side)`` of the face square ``crop_face`` would cut, or None (no face).
-    Uses the detector helpers of :mod:`emotion_mx.features.face` so the square is the same."""
+    Uses the detector helpers of :mod:`emotion_mx.features.face` so the square is the same.
+    ``near``: a recent face square; the detector searches around it only."""
     from ..features.face import _square, detect_largest_face
     f = face_cfg
-    box = detect_largest_face(image, f.min_face, f.detector, f.detector_model, gray=gray)
+    if near is not None:
+        x0, y0, side = near
+        w = side / (1 + 2 * f.margin)                     # the face box inside the square
+        near = (x0 + (side - w) / 2, y0 + (side - w) / 2, w, w)
+    box = detect_largest_face(image, f.min_face, f.detector, f.detector_model, gray=gray, near=near)
     if box is None:
         return None
     x, y, w, h = box
@@ -153,6 +158,7 @@ def _face_square(image, face_cfg, gray=None):
 TRACK_SIDE = 48         # the face template is matched at this size (px)
 TRACK_SEARCH = 0.25     # search this fraction of the square's side around it
 TRACK_MIN_SCORE = 0.6   # below this normalised correlation the face is lost: detect again
+FULL_EVERY = 4          # every 4th detection searches the whole frame, the others near the tracked face
 
 
 class FaceTracker:
@@ -202,6 +208,13 @@ class FaceTracker:
         return self.square
 
 
+def _same_place(a, b, tolerance=0.1):
+    """Two squares ``(x0, y0, side)`` within ``tolerance`` of a side of each other.  A search
+    near the face scans another pixel grid than a whole-frame one and finds the same face a
+    few pixels off; keeping the tracked square then keeps a still face's crops exact."""
+    return max(abs(a[0] - b[0]), abs(a[1] - b[1]), abs(a[2] - b[2])) <= tolerance * b[2]
+
+
 def cv2_resize(image, size):
     import cv2
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
@@ -215,7 +228,10 @@ class FaceCache:
     ``detect_every = k`` (stream option ``--detect-every``, raised by the quality levels of
     :mod:`.quality`): the detector runs on every k-th new frame, and a :class:`FaceTracker`
     follows the face square on the frames in between (detecting again as soon as it loses the
-    face); ``frame_side`` (quality levels) downscales frames before detection and cropping."""
+    face).  While a face is tracked, detections search near it (Haar: 5x cheaper), and every
+    ``FULL_EVERY``-th detection, or one after the face is lost, searches the whole frame (a new,
+    larger face is found within ``FULL_EVERY * k`` frames).  ``frame_side`` (quality levels)
+    downscales frames before detection and cropping."""
 
     def __init__(self, face_cfg, detect_every=1):
         self.cfg, self._crops = face_cfg, {}
@@ -223,7 +239,7 @@ class FaceCache:
         self.base_every = max(1, int(detect_every))
         self.frame_side, self.detect_every = 0, self.base_every
         self.detections = self.tracked = 0
-        self._since_detect, self._tracker = None, FaceTracker()
+        self._since_detect, self._tracker, self._near_detections = None, FaceTracker(), 0
 
     def set_quality(self, frame_side=0, detect_every=1):
         self.frame_side, self.detect_every = int(frame_side), max(1, int(detect_every), self.base_every)
@@ -255,7 +271,15 @@ class FaceCache:
                 due = square is None                        # lost: detect now
                 self.tracked += not due
         if due:
-            square, self._since_detect = _face_square(image, f, gray), 0
+            square = None
+            if self._tracker.square is not None and self._near_detections + 1 < FULL_EVERY:
+                square = _face_square(image, f, gray, near=self._tracker.square)
+                self._near_detections += 1
+                if square is not None and _same_place(square, self._tracker.square):
+                    square = self._tracker.square           # the detector's jitter is no move
+            if square is None:
+                square, self._near_detections = _face_square(image, f, gray), 0
+            self._since_detect = 0
             self._tracker.reset(gray, square)
             self.detections += 1
         if square is None:                                  # no face: centre square (as crop_face)
