@@ -242,6 +242,8 @@ class FaceCache:
         self._since_detect, self._tracker, self._near_detections = None, FaceTracker(), 0
 
     def set_quality(self, frame_side=0, detect_every=1):
+        if int(frame_side) != self.frame_side:              # squares are in the old frame's pixels
+            self._since_detect, self._tracker = None, FaceTracker()
         self.frame_side, self.detect_every = int(frame_side), max(1, int(detect_every), self.base_every)
 
     def __call__(self, t, image):
