@@ -161,3 +161,18 @@ def test_detections_near_the_tracked_face_and_a_whole_frame_search_every_few():
         if moved_at is None and cache._tracker.square[0] > 300:
             moved_at = k
     assert moved_at == 2 * (FULL_EVERY - 1) + 2, moved_at    # found by the first whole-frame search
+
+
+def test_stores_built_before_the_detector_keys_keep_their_config_hash(tmp_path):
+    import dataclasses
+    import hashlib
+    import json
+    from emotion_mx.build import _config_hash
+    from emotion_mx.config import DatasetConfig, to_dict
+    cfg = DatasetConfig()
+    old = to_dict(cfg)
+    del old["face"]["detector"], old["face"]["detector_model"]      # the config as it was
+    data = json.dumps({"cfg": old, "root": os.path.realpath(str(tmp_path))}, sort_keys=True)
+    assert _config_hash(cfg, str(tmp_path)) == hashlib.sha256(data.encode()).hexdigest()[:16]
+    yunet = dataclasses.replace(cfg, face=dataclasses.replace(cfg.face, detector="yunet"))
+    assert _config_hash(yunet, str(tmp_path)) != _config_hash(cfg, str(tmp_path))
