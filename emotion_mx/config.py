@@ -6,7 +6,11 @@ misspelt key is an error naming the key, the valid keys and the file.  :func:`du
 writes the resolved configuration (defaults filled in) into a run or store directory.
 
 Each subsystem declares its own dataclasses (``DatasetConfig`` below, ``TrainConfig`` in
-:mod:`emotion_mx.training.config`, ...) and uses the same machinery.
+:mod:`emotion_mx.training.config`, ``SearchConfig`` in :mod:`emotion_mx.search.config`) and
+uses the same machinery, including the one YAML loader (:func:`read_yaml`: YAML 1.2 numbers,
+duplicate keys and self-referencing aliases refused, ``base: OTHER.yaml`` composition) and
+``--set dotted.key=value`` overrides (:func:`parse_sets`).  :func:`config_path` finds a shipped
+``configs/...`` file in the installed package when the path does not exist locally.
 """
 import collections.abc
 import dataclasses
@@ -16,6 +20,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib.resources import files
 from typing import Any, Mapping, Optional, Tuple
 
 import yaml
@@ -220,7 +225,6 @@ def config_path(path):
     if rel.startswith("./"):
         rel = rel[2:]
     if rel.startswith(SHIPPED_PREFIX):
-        from importlib.resources import files
         inner = rel[len(SHIPPED_PREFIX):]
         candidates = [files("emotion_mx") / "configs" / inner,                  # installed wheel
                       os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

@@ -19,6 +19,7 @@ import zlib
 
 import numpy as np
 
+from .features.tts import synthesize
 from .fileio import atomic_path
 from .manifest import Utterance, write_manifest
 
@@ -93,7 +94,6 @@ def make_demo_corpus(out_dir, per_class_per_speaker=4, seed=0, speakers=SPEAKERS
 
     Returns the list of utterances.  Existing media files are kept (re-running is cheap).
     """
-    from .features.tts import synthesize
     items = []
     for s_idx, voice in enumerate(speakers):
         spk = f"spk{s_idx + 1:02d}"

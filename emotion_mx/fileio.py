@@ -5,6 +5,8 @@ import json
 import os
 import tempfile
 
+from .errors import EmotionMXError
+
 
 @contextlib.contextmanager
 def atomic_path(path):

@@ -3,7 +3,7 @@
 The commands layer (``emotion_mx.commands``) calls :func:`write_command` after train, crossval,
 distill, export and quantize, so every run and export folder holds ``command.json``::
 
-    {"format": 1, "invocations": [{"argv": [...], "command": "...", "cwd": "...",
+    {"format": 1, "invocations": [{"argv": [...], "command": "...", "python": "...", "cwd": "...",
       "time": "2026-12-06T05:40:00Z", "versions": {"emotion_mx": ..., "mxnet": ..., "numpy": ...,
       "python": ...}, "platform": "...", "git": {"commit": "...", "dirty": false} | null}]}
 
@@ -70,9 +70,13 @@ def git_state(path=None):
 def provenance(argv=None):
     """One invocation record (see the module docstring)."""
     argv = list(sys.argv if argv is None else argv)
+    shown = argv
+    if argv and os.path.basename(argv[0]) == "__main__.py":        # python -m emotion_mx VERB ...
+        shown = ["python", "-m", "emotion_mx"] + argv[1:]
     return {
         "argv": argv,
-        "command": shlex.join(argv),
+        "command": shlex.join(shown),
+        "python": sys.executable,
         "cwd": os.getcwd(),
         "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "versions": software_versions(),

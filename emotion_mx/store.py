@@ -1,4 +1,15 @@
-"""Feature-store files: sharded ``.npz`` archives plus a JSON index.
+"""The feature store: its layout, its files and its reader (:class:`FeatureStore`), the way
+:mod:`emotion_mx.artifacts` owns runs and exported models::
+
+    STORE/config.yaml          the DatasetConfig it was built with (raw-media preprocessing)
+    STORE/manifest.jsonl       usable items;   STORE/labels.json   class names, index order
+    STORE/folds.json           {"folds": [...]} split definitions (emotion_mx.splits)
+    STORE/norm/foldK.json      train-split feature statistics of fold K
+    STORE/vocab/foldK.json     train-split vocabulary of fold K (when there is text)
+    STORE/stats.json           counts, skipped items and reasons;  STORE/meta.json  build state
+    STORE/shards/shard-*.npz   feature arrays;  STORE/index.json  written last: a finished store
+
+Sharded ``.npz`` archives plus a JSON index.
 
 A shard holds the arrays of up to ``shard_size`` items under keys ``"<item_id>/<feature>"``
 and one ``"__meta__"`` entry (JSON as bytes: per-item label, tokens, flags and the running
@@ -12,14 +23,89 @@ import glob
 import json
 import os
 import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Optional, Tuple
 
 import numpy as np
+import yaml
 
-from .fileio import atomic_path, write_json
+from .contract import check_modalities
+from .errors import EmotionMXError
+from .fileio import atomic_path, read_json, write_json
+from .manifest import read_manifest
+from .records import Record
+from .splits import split_of
 
 SHARD_DIR = "shards"
 INDEX = "index.json"
 META_KEY = "__meta__"
+CONFIG = "config.yaml"
+MANIFEST = "manifest.jsonl"
+LABELS = "labels.json"
+FOLDS = "folds.json"
+STATS = "stats.json"
+BUILD_META = "meta.json"
+NORM_DIR = "norm"
+VOCAB_DIR = "vocab"
+
+AUDIO_FEATURES = ("logmel", "mfcc", "logmel+prosody", "mfcc+prosody", "logmel+mfcc+prosody")
+AUDIO_NORMS = ("fold", "utterance")
+MAX_AUDIO_FRAMES = 1500   # 15 s at a 10 ms hop: longer utterances are cut
+MAX_TOKENS = 128
+# the store config sections that describe raw-media preprocessing
+PREPROCESSING_SECTIONS = ("audio", "text", "face", "align")
+# AudioConfig fields that exports made before format 2 listed flat in the sidecar's features
+_LEGACY_AUDIO_KEYS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "n_mfcc", "deltas", "prosody", "fmin", "fmax")
+
+
+def norm_path(store_dir, fold):
+    return os.path.join(store_dir, NORM_DIR, f"fold{fold}.json")
+
+
+def vocab_path(store_dir, fold):
+    return os.path.join(store_dir, VOCAB_DIR, f"fold{fold}.json")
+
+
+@dataclass(frozen=True)
+class DataSettings(Record):
+    """How stored features become model inputs, resolved once per run (every split shares the
+    lengths): recorded in the run spec (``data``) and the export sidecar (``features``)."""
+    modalities: Tuple[str, ...]
+    audio_feature: str = "logmel"
+    audio_norm: str = "fold"           # fold: train-split statistics; utterance: also each utterance's mean
+    max_audio_frames: Optional[int] = None
+    max_tokens: Optional[int] = None
+    num_frames: Optional[int] = None
+    frame_size: Optional[int] = None
+    frame_channels: Optional[int] = None
+    preprocessing: Mapping[str, Any] = field(default_factory=dict)   # the store's raw-media settings
+
+    def __post_init__(self):
+        object.__setattr__(self, "modalities", check_modalities(self.modalities))
+        if self.audio_feature not in AUDIO_FEATURES:
+            raise EmotionMXError(f"unknown audio_feature '{self.audio_feature}'; choose from {', '.join(AUDIO_FEATURES)}")
+        if self.audio_norm not in AUDIO_NORMS:
+            raise EmotionMXError(f"unknown audio_norm '{self.audio_norm}'; choose from {', '.join(AUDIO_NORMS)}")
+
+    @classmethod
+    def from_dict(cls, data, where="data settings"):
+        cls.check_keys(data, where)
+        return cls(**data)
+
+    @classmethod
+    def from_legacy(cls, flat, modalities):
+        """Settings of a run spec or sidecar written before format 2 (flat keys; the store's
+        preprocessing missing in the oldest ones: rebuilt from the flat audio/face keys)."""
+        data = {k: flat[k] for k in cls.field_names() if flat.get(k) is not None}
+        data["modalities"] = modalities
+        if "preprocessing" not in data:
+            face = {}
+            if "frame_size" in flat:
+                face["size"] = flat["frame_size"]
+            if "frame_channels" in flat:
+                face["grayscale"] = flat["frame_channels"] == 1
+            data["preprocessing"] = {"audio": {k: flat[k] for k in _LEGACY_AUDIO_KEYS if k in flat}, "face": face}
+        return cls(**data)
 
 
 def shard_paths(store_dir):
@@ -79,3 +165,94 @@ class ShardCache:
         for z in self._open.values():
             z.close()
         self._open.clear()
+
+
+class FeatureStore:
+    """A finished store written by :func:`emotion_mx.build.build_dataset`."""
+
+    def __init__(self, path):
+        self.path = path
+        if not os.path.isdir(path):
+            raise EmotionMXError(f"feature store {path} does not exist; build it with tools/build_dataset.py")
+        if not os.path.isfile(os.path.join(path, INDEX)):
+            raise EmotionMXError(f"feature store {path} is incomplete (no {INDEX}); run "
+                                 "tools/build_dataset.py again with the same arguments to finish it")
+        self.index = read_json(os.path.join(path, INDEX))
+        self.labels = read_json(os.path.join(path, LABELS))
+        self.folds = read_json(os.path.join(path, FOLDS))
+        self.items = [it for it in read_manifest(os.path.join(path, MANIFEST)) if it.id in self.index]
+        self.by_id = {it.id: it for it in self.items}
+        self.label_index = {l: i for i, l in enumerate(self.labels)}
+        self._shards = ShardCache(path)
+
+    @property
+    def num_folds(self):
+        return len(self.folds["folds"])
+
+    def _fold(self, fold):
+        if not 0 <= fold < self.num_folds:
+            raise EmotionMXError(f"fold {fold} does not exist; {self.path} has folds 0..{self.num_folds - 1}")
+        return self.folds["folds"][fold]
+
+    def ids(self, fold, split):
+        fd = self._fold(fold)
+        return [it.id for it in self.items if split_of(it, fd) == split and it.label in self.label_index]
+
+    def norm(self, fold):
+        self._fold(fold)
+        return read_json(norm_path(self.path, fold))
+
+    def vocab(self, fold):
+        from .features.text import load_vocab   # gluonnlp/MXNet: only when there is text
+        path = vocab_path(self.path, fold)
+        return load_vocab(path) if os.path.isfile(path) else None
+
+    def has(self, item_id, feature):
+        return feature in self.index[item_id].get("shapes", {})
+
+    def array(self, item_id, feature):
+        return self._shards.get(self.index[item_id]["shard"], item_id, feature)
+
+    def tokens(self, item_id):
+        return self.index[item_id].get("tokens")
+
+    def resolve_settings(self, modalities, audio_feature="logmel", max_audio_frames=None,
+                         max_tokens=None, num_frames=None, audio_norm="fold"):
+        """:class:`DataSettings` shared by every split (so train/valid/test arrays have one
+        shape): unset lengths become the store's longest item, capped."""
+        s = DataSettings(modalities, audio_feature=audio_feature, audio_norm=audio_norm,
+                         preprocessing=self.preprocessing())
+        shapes = [e.get("shapes", {}) for e in self.index.values()]
+        out = {}
+        if "audio" in s.modalities:
+            ts = [sh["logmel"][0] for sh in shapes if "logmel" in sh]
+            if not ts:
+                raise EmotionMXError(f"{self.path} has no audio features; drop 'audio' from the modalities")
+            out["max_audio_frames"] = int(max_audio_frames or min(max(ts), MAX_AUDIO_FRAMES))
+        if "text" in s.modalities:
+            ls = [len(e["tokens"]) for e in self.index.values() if e.get("tokens")]
+            if not ls:
+                raise EmotionMXError(f"{self.path} has no transcripts; drop 'text' from the modalities")
+            out["max_tokens"] = int(max_tokens or min(max(ls), MAX_TOKENS))
+        if "video" in s.modalities:
+            fs = [sh["frames"] for sh in shapes if "frames" in sh]
+            if not fs:
+                raise EmotionMXError(f"{self.path} has no face frames; drop 'video' from the modalities")
+            out["num_frames"] = int(num_frames or max(f[0] for f in fs))
+            out["frame_channels"], out["frame_size"] = int(fs[0][1]), int(fs[0][2])
+        return replace(s, **out)
+
+    def preprocessing(self):
+        """The raw-media settings the store was built with (audio/text/face/align sections of its
+        config.yaml): prediction from raw media must repeat them exactly."""
+        with open(os.path.join(self.path, CONFIG), encoding="utf-8") as f:
+            cfg = yaml.safe_load(f) or {}
+        return {k: cfg[k] for k in PREPROCESSING_SECTIONS if k in cfg}
+
+    def media_root(self):
+        """The corpus root the manifest's media paths are relative to (recorded by the build)."""
+        return read_json(os.path.join(self.path, BUILD_META))["root"]
+
+    def audio_dim(self, audio_feature):
+        first = next(i for i, e in self.index.items() if "logmel" in e.get("shapes", {}))
+        return sum(self.index[first]["shapes"][k][1] for k in audio_feature.split("+"))

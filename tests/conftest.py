@@ -12,12 +12,24 @@ def real_data():
     return path
 
 
+def copy_media(items, src_root, dst_root):
+    """Copy the media files of ``items`` (paths relative to ``src_root``) under ``dst_root``."""
+    import shutil
+    for it in items:
+        for rel in (it.audio, it.video, it.image):
+            if rel:
+                dst = os.path.join(dst_root, rel)
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                if not os.path.exists(dst):
+                    shutil.copyfile(os.path.join(src_root, rel), dst)
+
+
 @pytest.fixture(scope="session")
 def emodb_small_store(real_data, tmp_path_factory):
     """A feature store of 60 real EmoDB utterances (6 per speaker, all 7 classes), 5 folds.
 
-    Built through the EmoDB reader and the normal build; the corpus is reached through a
-    symlink, never copied.
+    Built through the EmoDB reader and the normal build; the 60 picked files are copied into
+    a temporary root (media reached through symlinks leaving the root are refused).
     """
     from emotion_mx.build import build_dataset
     from emotion_mx.config import AlignConfig, DatasetConfig, SplitConfig
@@ -27,13 +39,13 @@ def emodb_small_store(real_data, tmp_path_factory):
     if not os.path.isdir(src):
         pytest.skip(f"no emodb/ under {real_data}")
     root = tmp_path_factory.mktemp("emodb_small")
-    os.symlink(os.path.join(src, "wav"), root / "wav")
     items = get_reader("emodb")(src)
     picked, per_speaker = [], {}
     for it in sorted(items, key=lambda it: (it.label, it.id)):      # spread over the classes
         if per_speaker.get(it.group, 0) < 6:
             per_speaker[it.group] = per_speaker.get(it.group, 0) + 1
             picked.append(it)
+    copy_media(picked, src, str(root))
     write_manifest(str(root / "manifest.jsonl"), picked)
     out = str(tmp_path_factory.mktemp("emodb_small_store"))
     # the reader's labels are already canonical (the EmoDB letter map is applied on read)
@@ -41,6 +53,18 @@ def emodb_small_store(real_data, tmp_path_factory):
                         shard_size=16)
     build_dataset("manifest", str(root), out, cfg=cfg, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def exported_models(tmp_path_factory):
+    """Three briefly trained exports shared by the API and service tests: the tri-modal
+    ``mid_tiny`` in fp32 (keys ``fp32`` and ``tri``) and INT8, and an audio-only ``audio_cnn``."""
+    from emotion_mx.inference.testing import make_exported
+    d = tmp_path_factory.mktemp("exported_models")
+    make_exported(str(d / "tri"), str(d / "w1"))
+    make_exported(str(d / "int8"), str(d / "w2"), precision="int8")
+    make_exported(str(d / "audio"), str(d / "w3"), name="audio_cnn", modalities=("audio",))
+    return {"fp32": str(d / "tri"), "tri": str(d / "tri"), "int8": str(d / "int8"), "audio": str(d / "audio")}
 
 
 @pytest.fixture(scope="session")

@@ -7,18 +7,14 @@ import sys
 import numpy as np
 import pytest
 
-from emotion_mx.inference.testing import face_image, make_exported, tone_wave, write_face_clip, write_wav
+from emotion_mx.inference.testing import face_image, tone_wave, write_face_clip, write_wav
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    d = tmp_path_factory.mktemp("api_models")
-    make_exported(str(d / "fp32"), str(d / "w1"))
-    make_exported(str(d / "int8"), str(d / "w2"), precision="int8")
-    make_exported(str(d / "audio"), str(d / "w3"), name="audio_cnn", modalities=("audio",))
-    return {k: str(d / k) for k in ("fp32", "int8", "audio")}
+def models(exported_models):
+    return exported_models
 
 
 @pytest.fixture(scope="module")

@@ -239,22 +239,27 @@ def test_set_parses_checks_and_names_the_key():
                                          "default": None, "int": None}}, "budget": {"epochs": 2}}
 
 
-def test_bad_set_is_one_error_line_on_every_config_command(tmp_path):
+def test_bad_set_is_one_error_line_on_every_config_command(tmp_path, capsys):
     missing = str(tmp_path / "none")
-    for args in (["tools/train.py", "--data", missing, "--out", missing, "--set", "optim.lrr=0.1"],
-                 ["tools/crossval.py", "--data", missing, "--out", missing, "--set", "optim.lrr=0.1"],
-                 ["tools/build_dataset.py", "--corpus", "manifest", "--root", missing, "--out", missing,
-                  "--set", "optim.lrr=0.1"],
-                 ["tools/distill.py", "--teacher", missing, "--student", "mid_student", "--data", missing,
-                  "--out", missing, "--config", "configs/train/demo.yaml", "--set", "optim.lrr=0.1"],
-                 ["tools/search.py", "--config", "configs/search/demo.yaml", "--data", missing, "--trials", "1",
-                  "--out", missing, "--set", "optim.lrr=0.1"]):
-        line = _one_error_line(_run(*args))
-        assert line.startswith("error: --set optim.lrr=0.1: unknown key 'optim.lrr'") or \
-            line.startswith("error: --set optim.lrr=0.1: unknown key 'optim'"), (args, line)
-    line = _one_error_line(_run("tools/distill.py", "--teacher", missing, "--student", "mid_student", "--data",
-                                missing, "--out", missing, "--set", "epochs=1"))
-    assert line == "error: --set needs --config (the student's training YAML)"
+    cfgs = {"train": os.path.join(ROOT, "configs", "train", "demo.yaml"),
+            "search": os.path.join(ROOT, "configs", "search", "demo.yaml")}
+    for args in (["train", "--data", missing, "--out", missing],
+                 ["crossval", "--data", missing, "--out", missing],
+                 ["build", "--corpus", "manifest", "--root", missing, "--out", missing],
+                 ["distill", "--teacher", missing, "--student", "mid_student", "--data", missing,
+                  "--out", missing, "--config", cfgs["train"]],
+                 ["search", "--config", cfgs["search"], "--data", missing, "--trials", "1", "--out", missing]):
+        assert _invoke(args + ["--set", "optim.lrr=0.1"]) == 2, args        # in-process: the group
+        err = [ln for ln in capsys.readouterr().err.strip().splitlines() if not ln.startswith(("WARNING", "INFO"))]
+        assert len(err) == 1, (args, err)
+        assert err[0].startswith(("error: --set optim.lrr=0.1: unknown key 'optim.lrr'",
+                                  "error: --set optim.lrr=0.1: unknown key 'optim'")), (args, err)
+    assert _invoke(["distill", "--teacher", missing, "--student", "mid_student", "--data", missing,
+                    "--out", missing, "--set", "epochs=1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --set needs --config (the student's training YAML)"
+    # and through a shim, in its own process
+    line = _one_error_line(_run("tools/train.py", "--data", missing, "--out", missing, "--set", "epochs=x"))
+    assert line == "error: --set: 'epochs' must be an integer, got 'x'"
 
 
 def test_shipped_config_paths_resolve_outside_the_repo(tmp_path, monkeypatch):
@@ -319,6 +324,7 @@ def test_set_reaches_the_run_folder_and_command_json(tiny_store, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     rec = json.load(open(os.path.join(out, COMMAND_FILE)))["invocations"]
     assert rec[0]["argv"][1:] == ["export", "--run", run, "--out", out]
+    assert rec[0]["command"].startswith("python -m emotion_mx export --run ") and rec[0]["python"] == sys.executable
 
 
 # -- packaging -----------------------------------------------------------------------------------

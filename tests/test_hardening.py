@@ -620,3 +620,30 @@ def test_config_that_is_not_utf8_text_is_one_line(tmp_path, kind):
         path.write_bytes("corpus: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match="folder" if kind == "folder" else "not UTF-8"):
         load_config(str(path), DatasetConfig)
+
+
+@pytest.mark.parametrize("path", ["../outside.jsonl", "/etc/hostname", "link/manifest.jsonl"])
+def test_reader_path_option_leaving_the_root_is_refused(tmp_path, path):
+    from emotion_mx.corpora import read_corpus
+    root = tmp_path / "root"
+    root.mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "manifest.jsonl").write_text('{"id": "a", "label": "anger", "group": "g"}\n')
+    (tmp_path / "outside.jsonl").write_text('{"id": "a", "label": "anger", "group": "g"}\n')
+    os.symlink(other, root / "link")
+    with pytest.raises(EmotionMXError, match="option 'path' .* is outside the corpus root"):
+        read_corpus("manifest", str(root), path=path)
+
+
+def test_resume_on_another_fold_is_refused(reference, tmp_path):
+    """--resume --fold 1 on a fold-0 run used to switch folds (fold 1's test speakers then took
+    part in model selection)."""
+    from emotion_mx.training import train
+    from emotion_mx.training.config import load_train_config
+    cfg = load_train_config(None, {"epochs": 1, "batch_size": 4, "data": {"modalities": ["audio"]},
+                                   "model": {"name": "audio_cnn"}})
+    run = str(tmp_path / "run")
+    train(cfg, reference, run, fold=0, progress=False, echo=lambda *a: None)
+    with pytest.raises(EmotionMXError, match=r"different fold \(0 vs 1\)"):
+        train(cfg, reference, run, fold=1, resume=True, progress=False, echo=lambda *a: None)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
+from emotion_mx import artifacts as A
 from emotion_mx.errors import EmotionMXError
-from emotion_mx.models import (MODALITIES, PRESETS, example_inputs, export_named, get_model,
+from emotion_mx.models import (MODALITIES, PRESETS, example_inputs, get_model,
                                input_names, list_models, summarize, valid_kwargs)
 
 # Tiny feature shapes (3 conv blocks of mid_large still fit: 16 frames x 8 dims -> 2 x 1).
@@ -86,8 +87,10 @@ def test_preset_forward_hybridize_export_backward(name, tmp_path):
     loaded = gluon.SymbolBlock.imports(prefix + "-symbol.json", names, prefix + "-0000.params")
     np.testing.assert_allclose(loaded(*inputs).asnumpy(), hyb, rtol=1e-5, atol=1e-6)
     # export with the canonical input names (DESIGN.md "Model inputs")
-    sym_file, params_file = export_named(net, str(tmp_path / "named"))
-    named = gluon.SymbolBlock.imports(sym_file, input_names(mods), params_file)
+    out, names = str(tmp_path / "named"), input_names(mods)
+    sym = A.trace_symbol(net, names)
+    A.save_symbol_params(out, sym, *A.block_arrays(net, sym))
+    named = gluon.SymbolBlock.imports(f"{out}/{A.EXPORT_SYMBOL}", names, f"{out}/{A.EXPORT_PARAMS}")
     np.testing.assert_allclose(named(*inputs).asnumpy(), hyb, rtol=1e-5, atol=1e-6)
     # backward: finite gradients for every trainable parameter
     with autograd.record():
@@ -221,6 +224,23 @@ def test_unknown_kwarg_lists_valid_kwargs():
         get_model("audio_cnn", 4, modalities=("text",))
     with pytest.raises(EmotionMXError):
         get_model("mid_tiny", 4, modalities=("speech",))
+
+
+def test_register_model_end_to_end_and_refuses_duplicates():
+    from emotion_mx.models import register_model, model_info
+    from emotion_mx.models.registry import _REGISTRY
+
+    @register_model
+    def tiny_custom(num_classes, modalities=None, width=8):
+        return get_model("audio_cnn", num_classes, units=width)
+    try:
+        assert "tiny_custom" in list_models() and valid_kwargs("tiny_custom") == ["width"]
+        assert model_info("tiny_custom")[1] is None
+        assert get_model("tiny_custom", 3, width=16).modalities == ("audio",)
+        with pytest.raises(EmotionMXError, match="already registered"):
+            register_model(tiny_custom)
+    finally:
+        _REGISTRY.pop("tiny_custom")
 
 
 def test_input_names_canonical_order():

@@ -11,7 +11,8 @@ import pytest
 from mxnet import autograd, gluon
 
 from emotion_mx.errors import EmotionMXError
-from emotion_mx.models import MODALITIES, export_named, input_names
+from emotion_mx import artifacts as A
+from emotion_mx.models import MODALITIES, input_names
 from emotion_mx.training.trainer import expert_loss, fit, fused_logits
 
 from test_models import NUM_CLASSES, _build, _fixture, _inputs, _with_masks
@@ -35,8 +36,10 @@ def test_experts_outputs_hybridize_and_export(name, kw, tmp_path):
     assert ref.shape == (3, NUM_CLASSES) and np.isfinite(ref).all()
     net.hybridize(static_alloc=True)
     np.testing.assert_allclose(net(*inputs).asnumpy(), ref, rtol=1e-4, atol=1e-5)
-    sym_file, params_file = export_named(net, str(tmp_path / "m"))
-    loaded = gluon.SymbolBlock.imports(sym_file, input_names(MODALITIES), params_file)
+    out, names = str(tmp_path / "m"), input_names(MODALITIES)
+    sym = A.trace_symbol(net, names)
+    A.save_symbol_params(out, sym, *A.block_arrays(net, sym))
+    loaded = gluon.SymbolBlock.imports(f"{out}/{A.EXPORT_SYMBOL}", names, f"{out}/{A.EXPORT_PARAMS}")
     np.testing.assert_allclose(loaded(*inputs).asnumpy(), ref, rtol=1e-4, atol=1e-5)
 
     # the training outputs: (logits, experts (B, K, M), presence (B, M))

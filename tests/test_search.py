@@ -198,7 +198,7 @@ def test_ray_search_two_trials(store, search_yaml, tmp_path):
     try:
         import ray
         from ray import tune  # noqa: F401
-    except ImportError as e:     # pragma: no cover - CI installs ray (requirements-dev.txt)
+    except ImportError as e:     # pragma: no cover - CI installs ray (the [search] extra)
         pytest.skip(f"Ray Tune is not importable ({e}); pip install 'ray[default,tune]==2.10.0' 'pyarrow==17.0.0'")
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

@@ -112,7 +112,7 @@ def test_train_reads_only_train_and_valid_then_evaluates_test(store, tmp_path, m
         assert os.path.isfile(os.path.join(run, name)), name
     spec = artifacts.load_model_spec(run)
     assert spec["modalities"] == ["audio", "text", "video"] and spec["inputs"]["audio"] == [200, 64]
-    assert spec["kwargs"]["vocab_size"] > 0 and spec["max_tokens"] == 12
+    assert spec["kwargs"]["vocab_size"] > 0 and spec.data.max_tokens == 12
     net, _ = artifacts.load_run_model(run)                  # rebuilds through the registry
     requested.clear()
     m = evaluate_run(run, store, split="test")

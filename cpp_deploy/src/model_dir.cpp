@@ -7,7 +7,9 @@
 namespace emotion_mx {
 namespace {
 
-constexpr const char* kFormat = "emotion_mx.exported/1";
+// format 2 changed only "features" (not read here), so both are accepted
+constexpr const char* kFormat = "emotion_mx.exported/2";
+constexpr const char* kFormatV1 = "emotion_mx.exported/1";
 
 std::string join(const std::string& dir, const std::string& name) {
   if (dir.empty() || dir.back() == '/') return dir + name;
@@ -31,7 +33,8 @@ ModelDir ModelDir::open(const std::string& dir) {
     throw Error(sidecar_path + ": " + e.what());
   }
   try {
-    if (!doc.contains("format") || doc.at("format").string("format") != kFormat)
+    const std::string format = doc.contains("format") ? doc.at("format").string("format") : "";
+    if (format != kFormat && format != kFormatV1)
       throw Error(std::string("not an exported-model sidecar (expected format ") + kFormat +
                   "); export the run with tools/export.py");
     ModelDir m;

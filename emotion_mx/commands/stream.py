@@ -43,14 +43,17 @@ import click
               help="Detect faces on every k-th new frame; a template tracker follows the face in between "
                    "(1: detect on every frame, as when the store was built).")
 @click.option("--max-seconds", type=click.FloatRange(min=0.0, min_open=True), help="Stop a live stream after this long.")
+@click.option("--runtime", type=click.Choice(["auto", "mxnet", "onnxruntime"]), default="auto", show_default=True,
+              help="auto: the faster one measured at export (runtime.json); printed on stderr.")
 def main(model_dir, video, camera, mic, audio, transcript, out, window, hop, tolerance, ema, min_partial,
-         realtime, latency_budget, face_detector, detect_every, max_seconds):
+         realtime, latency_budget, face_detector, detect_every, max_seconds, runtime):
     from emotion_mx.fileio import atomic_path
     from emotion_mx.inference.predict import Predictor
     from emotion_mx.inference.stream import StreamRunner, open_sources
     from emotion_mx.inference.subtitles import read_subtitles
 
-    predictor = Predictor(model_dir, batch_size=1)
+    predictor = Predictor(model_dir, batch_size=1, runtime=runtime)
+    click.echo(predictor.runtime_message, err=True)
     cues = read_subtitles(transcript) if transcript else None
     runner = StreamRunner(predictor, window=window, hop=hop, tolerance=tolerance, ema=ema, cues=cues,
                           min_partial=min_partial, latency_budget=latency_budget, face_detector=face_detector,

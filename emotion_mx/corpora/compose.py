@@ -23,7 +23,8 @@ from .common import check_choice, rel
 from .labels import DEFAULT_LABELS, SYNONYMS, apply_label_config, chain_maps, merge_label_configs
 from .registry import Skip, get_reader, register_reader
 
-MODALITIES = ("audio", "video", "text")
+# the options naming source corpora, in the order they are read (not the model-input order)
+SOURCE_OPTIONS = ("audio", "video", "text")
 SOURCE_KEYS = ("corpus", "path", "labels", "options")
 
 
@@ -85,7 +86,8 @@ def read_compose(root, *, audio=None, video=None, text=None, parts=5, seed=0, an
     whose items are each used once; partners from the other sources are drawn, per part and
     label, by cycling through a seeded permutation (reuse spread evenly).
     """
-    specs = {k: _source(k, s) for k, s in (("audio", audio), ("video", video), ("text", text)) if s is not None}
+    given = dict(audio=audio, video=video, text=text)
+    specs = {k: _source(k, given[k]) for k in SOURCE_OPTIONS if given[k] is not None}
     if len(specs) < 2:
         raise EmotionMXError("compose: give at least two of the options audio, video, text")
     check_choice(anchor, "anchor", tuple(specs))

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import artifacts as A
 from ..errors import EmotionMXError
+from ..training.metrics import classification_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCE_DIR = os.path.join(ROOT, "cpp_deploy")
@@ -74,20 +75,8 @@ def store_inputs(model_dir, data_dir, split="test", fold=0, limit=None):
 
     Returns (ids, inputs: dict name → float32 array, labels: int array).
     """
-    from ..data import FeatureStore, load_arrays, load_settings
-    sidecar = A.read_sidecar(model_dir)
-    store = FeatureStore(data_dir)
-    ids = store.ids(fold, split)[:limit]
-    if not ids:
-        raise EmotionMXError(f"{data_dir}: fold {fold} has no '{split}' items")
-    vocab = None
-    if sidecar.get("vocab") and os.path.isfile(os.path.join(model_dir, sidecar["vocab"])):
-        from ..features.text import load_vocab
-        vocab = load_vocab(os.path.join(model_dir, sidecar["vocab"]))
-    kw = load_settings(sidecar.get("features", {}))
-    inputs, labels = load_arrays(store, ids, sidecar["modalities"], fold=fold, norm=sidecar.get("normalisation"),
-                                 vocab=vocab, **kw)
-    return ids, inputs, labels
+    data = A.load_run_split(model_dir, data_dir, split, fold, limit=limit)
+    return data.ids, data.inputs, data.labels
 
 
 def predict_store(binary, model_dir, data_dir, split="test", fold=0, batch_size=32, limit=None):
@@ -103,3 +92,23 @@ def predict_store(binary, model_dir, data_dir, split="test", fold=0, batch_size=
         probs += out["probabilities"]
     probs = np.asarray(probs, np.float32)
     return {"ids": ids, "labels": labels, "predicted": probs.argmax(1), "probabilities": probs}
+
+
+def compare_models(model_dirs, data_dir, split="test", fold=0, bench=50, build_dir=None):
+    """One row per exported model (tools/cpp_predict.py): accuracy and UA of the C++ wrapper
+    on a store split, params size and the C++ latency at batch 1.  Builds the wrapper on
+    first use."""
+    sidecars = {m: A.read_sidecar(m) for m in model_dirs}     # fail on a bad folder before any work
+    binary = find_binary(build_dir) or build(build_dir or os.path.join(SOURCE_DIR, "build"))
+    rows = []
+    for model_dir in model_dirs:
+        labels = sidecars[model_dir]["labels"]
+        res = predict_store(binary, model_dir, data_dir, split=split, fold=fold)
+        m = classification_metrics(res["labels"], res["predicted"], len(labels), labels)
+        one = store_inputs(model_dir, data_dir, split, fold, limit=1)[1]
+        timing = run(binary, model_dir, one, bench=bench).get("latency_ms", {})
+        rows.append({"model": model_dir, "precision": sidecars[model_dir].get("precision", "fp32"),
+                     "accuracy": m["accuracy"], "unweighted_accuracy": m["unweighted_accuracy"],
+                     "params_mb": os.path.getsize(os.path.join(model_dir, A.EXPORT_PARAMS)) / 1e6,
+                     "latency_ms_batch1": timing.get("median", float("nan"))})
+    return rows

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import artifacts as A
 from ..errors import EmotionMXError
+from .onnx_export import export_onnx, random_inputs
 
 PARITY_TOLERANCE = 1e-5
 
@@ -17,7 +18,6 @@ def export(run_dir, out_dir, batch_size=1, onnx=False, measure_runtime=True):
     import mxnet as mx
     net, spec = A.load_run_model(run_dir)
     sidecar = A.export_block(net, spec, out_dir, batch_size=batch_size, run_dir=run_dir)
-    from .onnx_export import random_inputs
     inputs = random_inputs(sidecar, batch_size=2)
     names = [i["name"] for i in sidecar["inputs"]]
     ref = net(*[mx.nd.array(inputs[n]) for n in names]).asnumpy()
@@ -29,7 +29,6 @@ def export(run_dir, out_dir, batch_size=1, onnx=False, measure_runtime=True):
     summary = {"out": os.path.abspath(out_dir), "model": spec["name"], "inputs": sidecar["inputs"],
                "labels": sidecar["labels"], "reload_max_abs_diff": diff}
     if onnx:
-        from .onnx_export import export_onnx
         summary["onnx"] = export_onnx(out_dir)
         if measure_runtime:
             from .ort_runtime import measure_runtimes, resolve_runtime

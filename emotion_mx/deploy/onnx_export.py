@@ -17,8 +17,10 @@ import sys
 import numpy as np
 
 from .. import artifacts as A
+from .. import contract
 from ..errors import EmotionMXError
 from ..optional import require
+from .runtime import Runner
 
 log = logging.getLogger(__name__)
 OPSET = 13
@@ -65,22 +67,10 @@ def _pinned_opset(version):
 
 
 def random_inputs(sidecar, batch_size=2, seed=0):
-    """Inputs obeying the contract: features ~N(0,1), token ids in [1, vocab), masks in {0,1}."""
-    rng = np.random.RandomState(seed)
-    vocab = int(sidecar["model"]["kwargs"].get("vocab_size", 50))
-    out = {}
-    for spec in sidecar["inputs"]:
-        shape = [batch_size] + spec["shape"][1:]
-        name = spec["name"]
-        if name.endswith("_mask"):
-            x = np.ones(shape, np.float32)
-            x[:, shape[1] * 3 // 4:] = 0.0          # some padding; never an all-zero row
-        elif name == "text":
-            x = rng.randint(1, max(2, vocab), size=shape).astype(np.float32)
-        else:
-            x = rng.randn(*shape).astype(np.float32)
-        out[name] = x
-    return out
+    """Contract inputs for an exported model: some padding, never an all-zero mask row."""
+    return contract.random_inputs({i["name"]: i["shape"][1:] for i in sidecar["inputs"]}, batch_size=batch_size,
+                                  vocab_size=sidecar["model"]["kwargs"].get("vocab_size", 50), seed=seed,
+                                  masks="padded")
 
 
 def clean_graph(model):
@@ -195,7 +185,6 @@ def ort_session(onnx_path, threads=None, optimize=True):
 def verify_onnx(onnx_path, sym, args, aux, sidecar, batch_size):
     onnx = require("onnx", "onnx", "ONNX export")
     require("onnxruntime", "onnx", "ONNX verification")
-    from .runtime import Runner
     model = onnx.load(onnx_path)
     onnx.checker.check_model(model)
     sess, warnings = ort_session(onnx_path)

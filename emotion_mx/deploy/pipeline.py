@@ -2,44 +2,24 @@
 and measure fp32 vs INT8 in one report.  CLIs in tools/ are thin wrappers over these."""
 import logging
 import os
+import tempfile
 import time
 
 import numpy as np
 
 from .. import artifacts as A
-from ..errors import EmotionMXError
-from ..fileio import read_json, write_json
-from .quantize import quantize_symbol
+from ..fileio import write_json
 from ..training.metrics import unweighted_accuracy
+from .quantize import quantize_symbol
 from .runtime import Runner, predict
 
 log = logging.getLogger(__name__)
 
-def run_data_settings(spec):
-    """load_arrays keyword arguments from a run's model spec (top level or "settings")."""
-    from ..data import load_settings
-    return load_settings({**(spec.get("settings") or {}), **load_settings(spec)})
-
 
 def load_split(run_dir, spec, data_dir, fold, split):
     """(inputs dict, labels) of a store split, prepared exactly as for the run (its norm/vocab)."""
-    from ..data import FeatureStore, load_arrays
-    store = FeatureStore(data_dir)
-    if list(store.labels) != list(spec["labels"]):
-        raise EmotionMXError(f"{data_dir}: labels {store.labels} differ from the run's {spec['labels']}; "
-                             "calibrate with the store the run was trained on")
-    ids = store.ids(fold, split)
-    if not ids:
-        raise EmotionMXError(f"{data_dir}: fold {fold} has no '{split}' items")
-    norm_path = A.run_file(run_dir, A.NORM)
-    norm = read_json(norm_path) if os.path.isfile(norm_path) else None
-    vocab = None
-    if "text" in spec["modalities"] and os.path.isfile(A.run_file(run_dir, A.VOCAB)):
-        from ..features.text import load_vocab
-        vocab = load_vocab(A.run_file(run_dir, A.VOCAB))
-    inputs, labels = load_arrays(store, ids, spec["modalities"], fold=fold, norm=norm, vocab=vocab,
-                                 **run_data_settings(spec))
-    return inputs, labels
+    data = A.load_run_split(run_dir, data_dir, split, fold)
+    return data.inputs, data.labels
 
 
 def calibration_batches(inputs, batch_size, num_batches, seed=0):
@@ -154,7 +134,6 @@ def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batche
                              extra={"source_run": os.path.abspath(run_dir), "quantization": quant_meta})
     A.write_exported(out_dir, qsym, qargs, qaux, sidecar, run_dir=run_dir)
     # fp32 params size measured on the same serialisation as the INT8 file
-    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         A.save_symbol_params(tmp, sym, args, aux)
         fp32_bytes = _size(os.path.join(tmp, A.EXPORT_PARAMS))

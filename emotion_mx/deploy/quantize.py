@@ -28,6 +28,7 @@ import re
 import numpy as np
 
 from ..errors import EmotionMXError
+from .runtime import Runner
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,6 @@ def _runtime_failures(qsym, qargs, qaux, probe, excluded):
     """
     import mxnet as mx
     try:
-        from .runtime import Runner
         Runner(qsym.get_backend_symbol("MKLDNN_QUANTIZE"), qargs, qaux,
                {k: v.shape for k, v in probe.items()})(probe)
         return {}
@@ -226,7 +226,6 @@ def quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mod
     qsym = qsym.get_backend_symbol("MKLDNN_QUANTIZE")
     qargs = {k: v for k, v in qargs.items() if k in set(qsym.list_arguments())}
     try:  # fail here, with a clear message, rather than in C++ or at serving time
-        from .runtime import Runner
         Runner(qsym, qargs, qaux, {k: v.shape for k, v in probe.items()})(probe)
     except mx.base.MXNetError as e:
         raise EmotionMXError("the calibrated INT8 graph does not run "

@@ -2,10 +2,14 @@
 inputs that obey the DESIGN.md contract."""
 import os
 
+import mxnet as mx
 import numpy as np
 
 from .. import artifacts as A
+from ..contract import input_names, input_shapes, random_inputs
 from ..fileio import write_json
+from ..models import get_model, valid_kwargs
+from ..store import DataSettings
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
 SMALL_FEATURES = dict(audio_dim=16, audio_frames=64, vocab_size=60, max_tokens=12, num_frames=4,
@@ -13,67 +17,44 @@ SMALL_FEATURES = dict(audio_dim=16, audio_frames=64, vocab_size=60, max_tokens=1
 
 
 def spec_for(name, num_classes=4, modalities=None, **features):
-    """Model spec (RUN/model.json) for registry model ``name`` with small feature sizes."""
-    from ..models import get_model, valid_kwargs
+    """``(net, ModelSpec)`` for registry model ``name`` with small feature sizes."""
     f = dict(SMALL_FEATURES, **features)
     kwargs = {k: v for k, v in f.items() if k in valid_kwargs(name)}
     net = get_model(name, num_classes=num_classes, modalities=modalities, **kwargs)
-    mods = list(net.modalities)
-    shapes = {"audio": [f["audio_frames"], f["audio_dim"]], "audio_mask": [f["audio_frames"]],
-              "text": [f["max_tokens"]], "text_mask": [f["max_tokens"]],
-              "video": [f["num_frames"], f["frame_channels"], f["frame_size"], f["frame_size"]],
-              "video_mask": [f["num_frames"]]}
-    names = A.input_names(mods)
-    spec = {"name": name, "kwargs": kwargs, "modalities": mods, "num_classes": num_classes,
-            "labels": LABELS[:num_classes], "inputs": {n: shapes[n] for n in names},
-            "audio_feature": "logmel", "sample_rate": 16000, "n_mels": f["audio_dim"], "hop_ms": 10.0,
-            "max_audio_frames": f["audio_frames"], "max_tokens": f["max_tokens"],
-            "num_frames": f["num_frames"], "frame_size": f["frame_size"],
-            "frame_channels": f["frame_channels"]}
-    if modalities is not None:
-        spec["modalities"] = mods
+    data = DataSettings(net.modalities, max_audio_frames=f["audio_frames"], max_tokens=f["max_tokens"],
+                        num_frames=f["num_frames"], frame_size=f["frame_size"], frame_channels=f["frame_channels"],
+                        preprocessing={"audio": {"sample_rate": 16000, "n_mels": f["audio_dim"], "hop_ms": 10.0}})
+    spec = A.ModelSpec(name=name, kwargs=kwargs, modalities=net.modalities, num_classes=num_classes,
+                       labels=LABELS[:num_classes], inputs=input_shapes(net.modalities, **f), data=data)
     return net, spec
 
 
 def make_run(run_dir, name="mid_tiny", seed=0, **kw):
     """A run directory as training writes it (model.json, best.params, norm.json, vocab.json)."""
-    import mxnet as mx
     mx.random.seed(seed)
     np.random.seed(seed)
     net, spec = spec_for(name, **kw)
     net.initialize(mx.init.Xavier())
-    names = A.input_names(spec["modalities"])
-    net(*[mx.nd.zeros((1,) + tuple(spec["inputs"][n])) for n in names])   # materialise params
+    net(*[mx.nd.zeros((1,) + tuple(spec.inputs[n])) for n in input_names(spec.modalities)])  # materialise
     os.makedirs(run_dir, exist_ok=True)
     A.save_model_spec(run_dir, spec)
     net.save_parameters(A.run_file(run_dir, A.BEST_PARAMS))
-    write_json(A.run_file(run_dir, A.NORM), {"logmel": {"mean": [0.0] * spec["n_mels"], "std": [1.0] * spec["n_mels"]}})
-    if "text" in spec["modalities"]:
-        vocab = ["<unk>", "<pad>", "<bos>", "<eos>"] + [f"w{i}" for i in range(spec["kwargs"]["vocab_size"] - 4)]
+    n_mels = spec.data.preprocessing["audio"]["n_mels"]
+    write_json(A.run_file(run_dir, A.NORM), {"logmel": {"mean": [0.0] * n_mels, "std": [1.0] * n_mels}})
+    if "text" in spec.modalities:
+        vocab = ["<unk>", "<pad>", "<bos>", "<eos>"] + [f"w{i}" for i in range(spec.kwargs["vocab_size"] - 4)]
         write_json(A.run_file(run_dir, A.VOCAB), {"idx_to_token": vocab})
     return spec
 
 
 def synthetic_inputs(spec_or_sidecar, batch_size=4, seed=0, missing=None):
-    """Contract-conforming random inputs; ``missing``: a modality whose mask rows are all zero."""
-    rng = np.random.RandomState(seed)
-    if "format" in spec_or_sidecar:
+    """Contract-conforming random inputs with random lengths (:func:`contract.random_inputs`);
+    ``missing``: a modality whose mask rows are all zero."""
+    if "symbol_file" in spec_or_sidecar:
         shapes = {i["name"]: i["shape"][1:] for i in spec_or_sidecar["inputs"]}
         vocab = spec_or_sidecar["model"]["kwargs"].get("vocab_size", 50)
     else:
         shapes = spec_or_sidecar["inputs"]
         vocab = spec_or_sidecar["kwargs"].get("vocab_size", 50)
-    out = {}
-    for name, shape in shapes.items():
-        shape = [batch_size] + list(shape)
-        if name.endswith("_mask"):
-            lengths = rng.randint(1, shape[1] + 1, size=batch_size)
-            x = (np.arange(shape[1])[None, :] < lengths[:, None]).astype(np.float32)
-            if missing and name == f"{missing}_mask":
-                x[:] = 0.0
-        elif name == "text":
-            x = rng.randint(1, vocab, size=shape).astype(np.float32)
-        else:
-            x = rng.randn(*shape).astype(np.float32)
-        out[name] = x
-    return out
+    return random_inputs(shapes, batch_size=batch_size, vocab_size=vocab, seed=seed, masks="random",
+                         missing=missing)

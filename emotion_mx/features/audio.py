@@ -13,12 +13,29 @@ import os
 import re
 import subprocess
 
-import librosa
-import numpy as np
-import scipy.ndimage
-import soundfile as sf
 
-from ..errors import BadItem
+def _numba_cache_dir():
+    """librosa's numba functions (``cache=True``) keep compiled code beside their source; in a
+    read-only install numba compiles again in every process (about 0.8 s on the first feature
+    call).  Then point ``NUMBA_CACHE_DIR`` at a user cache, before librosa/numba are imported."""
+    import importlib.util
+    if "NUMBA_CACHE_DIR" in os.environ:
+        return
+    spec = importlib.util.find_spec("librosa")
+    where = os.path.dirname(spec.origin) if spec and spec.origin else None
+    if where and not os.access(where, os.W_OK):
+        os.environ["NUMBA_CACHE_DIR"] = os.path.join(
+            os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "emotion_mx", "numba")
+
+
+_numba_cache_dir()
+
+import librosa  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.ndimage  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from ..errors import BadItem  # noqa: E402
 
 __all__ = ["load_audio", "prepare_wave", "logmel", "audio_features", "audio_feature_dims",
            "PROSODY_NAMES", "SILENCE_PEAK"]

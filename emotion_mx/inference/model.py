@@ -3,8 +3,8 @@
 :class:`ExportedModel` reads ``DIR/model.json`` (the sidecar) once and holds:
 
 * the Gluon ``SymbolBlock`` (any batch size: rows are independent at inference);
-* the data settings of the model inputs (lengths/shapes, taken from the sidecar's input shapes,
-  which are authoritative, and ``audio_feature`` from ``sidecar["features"]``);
+* the data settings of the model inputs (:class:`~emotion_mx.store.DataSettings`, the sidecar's
+  ``features``; :func:`emotion_mx.artifacts.read_sidecar` upgrades older layouts);
 * the normalisation constants and the vocabulary the run was trained with;
 * the :class:`~emotion_mx.config.DatasetConfig` of the feature store (raw-media preprocessing:
   ``sidecar["features"]["preprocessing"]``), checked against the input shapes so that a model
@@ -13,39 +13,22 @@
 Word alignment (DTW) is switched off in that config: the model inputs (DESIGN.md) do not use
 word-level features, so aligning at prediction time would only cost time.
 """
-import logging
 import os
 
 import numpy as np
 
 from .. import artifacts as A
 from ..config import AlignConfig, DatasetConfig, from_dict, replace
+from ..data import assemble_inputs
+from ..deploy.runtime import softmax
 from ..errors import EmotionMXError
-
-log = logging.getLogger(__name__)
-
-# sidecar feature keys (FEATURE_KEYS, copied from old-style run specs) → AudioConfig fields
-_LEGACY_AUDIO_KEYS = ("sample_rate", "n_mels", "win_ms", "hop_ms", "n_mfcc", "deltas", "prosody", "fmin", "fmax")
+from ..features.audio import audio_feature_dims
 
 
 def preprocessing_config(sidecar, model_dir="model"):
     """DatasetConfig that repeats the feature store's raw-media preprocessing for this model."""
-    feats = sidecar.get("features") or {}
-    pre = feats.get("preprocessing")
     source = os.path.join(model_dir, A.SIDECAR) + ":features.preprocessing"
-    if pre is None:
-        # Exports made before the store's settings were recorded: rebuild what the sidecar
-        # says explicitly, defaults for the rest (the shape check below catches mismatches).
-        log.warning("%s has no features.preprocessing; using the feature settings it lists and "
-                    "defaults for the rest (re-export the run to record them)", model_dir)
-        audio = {k: feats[k] for k in _LEGACY_AUDIO_KEYS if k in feats}
-        face = {}
-        if "frame_size" in feats:
-            face["size"] = feats["frame_size"]
-        if "frame_channels" in feats:
-            face["grayscale"] = feats["frame_channels"] == 1
-        pre = {"audio": audio, "face": face}
-    cfg = from_dict(DatasetConfig, dict(pre), source=source)
+    cfg = from_dict(DatasetConfig, dict(sidecar["features"]["preprocessing"]), source=source)
     return replace(cfg, align=AlignConfig(enabled=False, voice=cfg.align.voice))
 
 
@@ -53,43 +36,28 @@ def _input_shapes(sidecar):
     return {i["name"]: list(i["shape"][1:]) for i in sidecar["inputs"]}
 
 
-def data_settings(sidecar):
-    """The settings :func:`emotion_mx.data.assemble_inputs` needs, from the sidecar inputs."""
-    shapes = _input_shapes(sidecar)
-    feats = sidecar.get("features") or {}
-    s = {"audio_feature": feats.get("audio_feature", "logmel"), "audio_norm": feats.get("audio_norm", "fold")}
-    if "audio" in shapes:
-        s["max_audio_frames"] = shapes["audio"][0]
-    if "text" in shapes:
-        s["max_tokens"] = shapes["text"][0]
-    if "video" in shapes:
-        s["num_frames"], s["frame_channels"], s["frame_size"] = shapes["video"][0], shapes["video"][1], shapes["video"][2]
-    return s
-
-
 def check_compatible(cfg, settings, sidecar, model_dir):
     """One-line error if the preprocessing would produce inputs of another shape."""
-    from ..features.audio import audio_feature_dims
     shapes = _input_shapes(sidecar)
     where = f"{model_dir}: preprocessing settings do not match the model inputs"
     if "audio" in shapes:
         a = cfg.audio
         dims = audio_feature_dims(a.n_mels, a.n_mfcc, a.deltas, a.prosody)
-        parts = settings["audio_feature"].split("+")
+        parts = settings.audio_feature.split("+")
         missing = [p for p in parts if p not in dims]
         if missing:
             raise EmotionMXError(f"{where}: audio feature '{missing[0]}' is disabled in the audio settings")
         width = sum(dims[p] for p in parts)
         if width != shapes["audio"][1]:
-            raise EmotionMXError(f"{where}: '{settings['audio_feature']}' gives {width} values per frame, "
+            raise EmotionMXError(f"{where}: '{settings.audio_feature}' gives {width} values per frame, "
                                  f"the model takes {shapes['audio'][1]}")
         if not cfg.audio.enabled:
             raise EmotionMXError(f"{where}: audio is disabled in the preprocessing settings")
     if "video" in shapes:
         channels = 1 if cfg.face.grayscale else 3
-        if (channels, cfg.face.size) != (settings["frame_channels"], settings["frame_size"]):
+        if (channels, cfg.face.size) != (settings.frame_channels, settings.frame_size):
             raise EmotionMXError(f"{where}: faces are {channels}x{cfg.face.size}x{cfg.face.size}, the model "
-                                 f"takes {settings['frame_channels']}x{settings['frame_size']}x{settings['frame_size']}")
+                                 f"takes {settings.frame_channels}x{settings.frame_size}x{settings.frame_size}")
     if "text" in shapes and not cfg.text.enabled:
         raise EmotionMXError(f"{where}: text is disabled in the preprocessing settings")
 
@@ -97,7 +65,7 @@ def check_compatible(cfg, settings, sidecar, model_dir):
 def _required_norm(norm, settings, modalities, model_dir):
     keys = []
     if "audio" in modalities:
-        keys += settings["audio_feature"].split("+")
+        keys += settings.audio_feature.split("+")
     if "video" in modalities:
         keys.append("frames")
     missing = [k for k in keys if not norm or k not in norm]
@@ -130,10 +98,10 @@ class ExportedModel:
             self.ctx = ctx or mx.cpu()
         sc = self.sidecar
         self.labels = list(sc["labels"])
-        self.modalities = tuple(m for m in A.MODALITY_ORDER if m in sc["modalities"])
+        self.settings = A.exported_settings(sc)
+        self.modalities = self.settings.modalities
         self.input_names = [i["name"] for i in sc["inputs"]]
         self.precision = sc.get("precision", "fp32")
-        self.settings = data_settings(sc)
         self.config = preprocessing_config(sc, model_dir)
         check_compatible(self.config, self.settings, sc, model_dir)
         self.norm = sc.get("normalisation")
@@ -142,12 +110,11 @@ class ExportedModel:
         if "text" in self.modalities:
             if not sc.get("vocab"):
                 raise EmotionMXError(f"{model_dir}: the model takes text but model.json names no vocabulary file")
-            from ..features.text import load_vocab
+            from ..features.text import load_vocab   # gluonnlp/MXNet: lazy for ONNX Runtime serving
             self.vocab = load_vocab(os.path.join(model_dir, sc["vocab"]))
 
     def assemble(self, feature_dicts):
         """Per-item feature dicts → model inputs (the same function store loading uses)."""
-        from ..data import assemble_inputs
         return assemble_inputs(feature_dicts, self.modalities, self.settings, self.norm, self.vocab)
 
     def logits(self, inputs):
@@ -162,7 +129,6 @@ class ExportedModel:
     def probabilities(self, inputs, batch_size=1):
         """Softmax probabilities ``(N, C)``, run in batches of ``batch_size`` (last one zero-padded,
         so one input shape serves every call)."""
-        from ..deploy.runtime import softmax
         n = len(inputs[self.input_names[0]])
         out = []
         for start in range(0, n, batch_size):

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import BadItem, EmotionMXError
+from ..fileio import read_jsonl
 from ..manifest import MEDIA_FIELDS, Utterance
 from .model import ExportedModel
 
@@ -70,7 +71,6 @@ def media_item(audio=None, video=None, image=None, text=None, start=None, end=No
 
 def read_items(path):
     """Manifest rows for prediction: like a corpus manifest, but ``label``/``group`` optional."""
-    from ..fileio import read_jsonl
     if not os.path.isfile(path):
         raise EmotionMXError(f"manifest not found: {path}")
     items = []
@@ -121,7 +121,7 @@ class Predictor:
 
     def features(self, item, root):
         """Feature dict of one item for :meth:`predict_features` (dataset-building preprocessing)."""
-        from ..build import extract_item
+        from ..build import extract_item   # its text features import MXNet: lazy for ONNX Runtime serving
         arrays, meta = extract_item(item, root, self.config)
         feats = dict(arrays)
         if "tokens" in meta:

@@ -23,7 +23,7 @@ from ..errors import EmotionMXError
 from .sources import AudioPipe, CameraFrames, Microphone, Pacer, StreamClock, VideoFrames, live_merge, merge
 from .quality import LEVELS, QualityController
 from .subtitles import text_between
-from .sync import SyncBuffer
+from .sync import SyncBuffer, Window
 from .window import FaceCache, HopAudioCache, window_features
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,6 @@ class StreamRunner:
     def warmup(self, seconds=None):
         """One throw-away window of synthetic media through features and model, so that one-off
         costs (numba compilation in librosa, MXNet graph set-up) do not count as latency."""
-        from .sync import Window
         seconds = seconds or self.window
         sr = self.predictor.config.audio.sample_rate
         wave = np.random.RandomState(0).normal(0, 0.1, int(seconds * sr)).astype(np.float32)
@@ -184,7 +183,7 @@ class StreamRunner:
         text = text_between(self.cues, w.start, w.end) if self.cues else ""
         costs = {}
         feats, missing = window_features(w, text, self.predictor.config, self.modalities, self.face_cache,
-                                         self.executor, self.predictor.model.settings["audio_feature"],
+                                         self.executor, self.predictor.model.settings.audio_feature,
                                          drop=self._drop(level), costs=costs, audio_cache=self.audio_cache)
         for m, c in costs.items():
             self.costs[m] = c if m not in self.costs else 0.7 * self.costs[m] + 0.3 * c

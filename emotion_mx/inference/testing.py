@@ -3,10 +3,15 @@ settings (random weights), and generated media (speech wav, face clip, audio+vid
 import math
 import os
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 
 from .. import artifacts as A
+from ..deploy.quantize import quantize_symbol
+from ..deploy.testing import make_run, synthetic_inputs
+from ..features.audio import audio_feature_dims
+from ..features.text import build_vocab, save_vocab
 from ..fileio import write_json
 
 WORDS = ("furious hate unacceptable angry outrageous stop wonderful great love happy fantastic "
@@ -31,9 +36,6 @@ def make_exported(out_dir, work_dir, name="mid_tiny", modalities=None, precision
 
     Returns the sidecar. ``work_dir`` receives the intermediate run directory.
     """
-    from ..deploy.testing import make_run
-    from ..features.audio import audio_feature_dims
-    from ..features.text import build_vocab, save_vocab
     pre = preprocessing(n_mels=n_mels, prosody="prosody" in audio_feature, num_frames=num_frames, detect=detect)
     dims = audio_feature_dims(n_mels, 20, True, "prosody" in audio_feature)
     audio_dim = sum(dims[p] for p in audio_feature.split("+"))
@@ -41,9 +43,10 @@ def make_exported(out_dir, work_dir, name="mid_tiny", modalities=None, precision
     run = os.path.join(work_dir, "run")
     spec = make_run(run, name, seed=seed, modalities=modalities, audio_dim=audio_dim, audio_frames=audio_frames,
                     vocab_size=len(vocab), max_tokens=max_tokens, num_frames=num_frames)
-    spec.update(audio_feature=audio_feature, n_mels=n_mels)
-    if with_preprocessing:
-        spec["settings"] = {"preprocessing": pre}
+    # without: only what exports before format 2 recorded (the store's audio and face sizes)
+    old = {"audio": dict(spec.data.preprocessing["audio"], n_mels=n_mels), "face": {"size": 48, "grayscale": True}}
+    spec = replace(spec, data=replace(spec.data, audio_feature=audio_feature,
+                                      preprocessing=pre if with_preprocessing else old))
     A.save_model_spec(run, spec)
     save_vocab(vocab, A.run_file(run, A.VOCAB))
     norm = {"logmel": {"mean": [-40.0] * n_mels, "std": [20.0] * n_mels},
@@ -53,8 +56,6 @@ def make_exported(out_dir, work_dir, name="mid_tiny", modalities=None, precision
     write_json(A.run_file(run, A.NORM), norm)
     if precision == "fp32":
         return A.export_run(run, out_dir)
-    from ..deploy.quantize import quantize_symbol
-    from ..deploy.testing import synthetic_inputs
     net, spec = A.load_run_model(run)
     names = A.input_names(spec["modalities"])
     sym = A.trace_symbol(net, names)

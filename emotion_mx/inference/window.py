@@ -20,9 +20,12 @@ those of ``Predictor`` (``extract_item``) on the same file segment.
 """
 import time
 
+import cv2
 import numpy as np
 
 from ..errors import BadItem
+from ..features import audio as fa
+from ..features import face as ff
 
 
 def audio_features_from_wave(wave, audio_cfg, prosody=None, cache=None, start=None):
@@ -32,7 +35,6 @@ def audio_features_from_wave(wave, audio_cfg, prosody=None, cache=None, start=No
     does not use it; the other features do not depend on it.  ``cache`` (a
     :class:`HopAudioCache`) + ``start`` (the wave's first sample in the stream, seconds): only
     the frames of samples not seen in an earlier window are computed."""
-    from ..features import audio as fa
     a = audio_cfg
     wave = np.asarray(wave, np.float32)
     if a.max_seconds is not None:
@@ -73,8 +75,7 @@ class HopAudioCache:
         self.computed = self.reused = 0
 
     def parts(self, wave, start, sample_rate, n_fft, hop, prosody):
-        from ..features import audio as fa
-        n = len(wave)
+            n = len(wave)
         lengths = fa.part_frame_lengths(sample_rate, n_fft)
         names = ["power"] + (["zcr", "f0"] if prosody else [])
         edge = -(-max(lengths[k] for k in names) // 2 // hop) + 1   # frames whose analysis frame may pass an edge
@@ -122,14 +123,12 @@ class HopAudioCache:
 
 def crop_face(image, face_cfg):
     """``((C, S, S) uint8, face_found)`` of one BGR frame: the per-frame step of extract_faces."""
-    from ..features.face import crop_face
     f = face_cfg
-    return crop_face(image, f.size, f.grayscale, f.margin, f.detect, f.min_face, f.detector, f.detector_model)
+    return ff.crop_face(image, f.size, f.grayscale, f.margin, f.detect, f.min_face, f.detector, f.detector_model)
 
 
 def _downscale(image, side):
     """``image`` with its longest side at most ``side`` px (0: unchanged)."""
-    import cv2
     h, w = image.shape[:2]
     if not side or max(h, w) <= side:
         return image
@@ -142,17 +141,16 @@ def _face_square(image, face_cfg, gray=None, near=None):
     """``(x0, y0, side)`` of the face square ``crop_face`` would cut, or None (no face).
     Uses the detector helpers of :mod:`emotion_mx.features.face` so the square is the same.
     ``near``: a recent face square; the detector searches around it only."""
-    from ..features.face import _square, detect_largest_face
     f = face_cfg
     if near is not None:
         x0, y0, side = near
         w = side / (1 + 2 * f.margin)                     # the face box inside the square
         near = (x0 + (side - w) / 2, y0 + (side - w) / 2, w, w)
-    box = detect_largest_face(image, f.min_face, f.detector, f.detector_model, gray=gray, near=near)
+    box = ff.detect_largest_face(image, f.min_face, f.detector, f.detector_model, gray=gray, near=near)
     if box is None:
         return None
     x, y, w, h = box
-    return _square(image.shape, x + w / 2.0, y + h / 2.0, max(w, h) * (1 + 2 * f.margin))
+    return ff._square(image.shape, x + w / 2.0, y + h / 2.0, max(w, h) * (1 + 2 * f.margin))
 
 
 TRACK_SIDE = 48         # the face template is matched at this size (px)
@@ -185,9 +183,7 @@ class FaceTracker:
 
     def track(self, gray):
         """The square moved to where the face is in ``gray`` (H, W), or None (lost)."""
-        import cv2
-        from ..features.face import _square
-        x0, y0, side = self.square
+            x0, y0, side = self.square
         h, w = gray.shape
         if x0 + side > w or y0 + side > h:                  # frame size changed
             return None
@@ -204,7 +200,7 @@ class FaceTracker:
         dx, dy = lx - (x0 - rx0) * s, ly - (y0 - ry0) * s   # template px
         if abs(dx) <= 1 and abs(dy) <= 1:
             return self.square
-        self.square = _square(gray.shape, x0 + dx / s + side / 2.0, y0 + dy / s + side / 2.0, side)
+        self.square = ff._square(gray.shape, x0 + dx / s + side / 2.0, y0 + dy / s + side / 2.0, side)
         return self.square
 
 
@@ -216,7 +212,6 @@ def _same_place(a, b, tolerance=0.1):
 
 
 def cv2_resize(image, size):
-    import cv2
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
@@ -259,8 +254,7 @@ class FaceCache:
         if self.frame_side == 0 and self.detect_every == 1 or not self.cfg.detect:
             self.detections += bool(self.cfg.detect)
             return crop_face(image, self.cfg)                # the dataset-building step, unchanged
-        import cv2
-        from ..features.face import crop_face as crop
+        crop = ff.crop_face
         f = self.cfg
         image = _downscale(image, self.frame_side)
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)      # (H, W)
@@ -333,7 +327,6 @@ def window_features(window, text, cfg, modalities, face_cache=None, executor=Non
     quality; reported as missing); ``costs``: a dict that receives the seconds each modality's
     features took; ``audio_cache``: a :class:`HopAudioCache` (audio frames computed once per hop).
     """
-    from ..features.text import tokenize
     feats, missing = {}, dict(drop or {})
     modalities = [m for m in modalities if m not in missing]
     audio = None
@@ -356,6 +349,7 @@ def window_features(window, text, cfg, modalities, face_cache=None, executor=Non
         else:
             missing["video"] = "no frame in the window"
     if "text" in modalities:
+        from ..features.text import tokenize   # gluonnlp/MXNet: lazy for ONNX Runtime serving
         tokens = tokenize(text, lower=cfg.text.lower) if text else []
         if tokens:
             feats["tokens"] = tokens

@@ -1,6 +1,8 @@
 """``emotion-mx live --model DIR [--host 127.0.0.1] [--port 8765] [--latency-budget 0.5]``."""
 import click
 
+from ..optional import require
+
 
 @click.command("live")
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Exported model folder (fp32 or INT8).")
@@ -12,7 +14,8 @@ import click
 @click.option("--hop", default=0.5, show_default=True, type=click.FloatRange(min=0.01), help="Window step, seconds.")
 def live(model_dir, host, port, latency_budget, window, hop):
     """Serve the live page: open http://HOST:PORT/live/ and allow camera and microphone."""
-    import uvicorn
+    uvicorn = require("uvicorn", "serve", "the live page")
+    require("fastapi", "serve", "the live page")
     from emotion_mx.live.server import create_app
     app = create_app(model_dir, latency_budget=latency_budget, window=window, hop=hop)
     click.echo(f"live page: http://{host}:{port}/live/", err=True)

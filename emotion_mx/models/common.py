@@ -9,10 +9,11 @@ Masking conventions (see docs/models.md):
 """
 from mxnet.gluon import HybridBlock, nn
 
+from ..contract import MODALITIES
+
 __all__ = ["presence", "masked_mean", "MaskedPool", "PositionEmbedding", "downsample_mask",
            "MODALITIES", "NEG_INF"]
 
-MODALITIES = ("audio", "text", "video")
 # Large finite negative added to masked attention scores: exp() of it underflows to exactly 0
 # in float32 without producing NaN (unlike -inf when a whole row is masked).
 NEG_INF = -1e9

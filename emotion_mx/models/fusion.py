@@ -2,7 +2,9 @@
 
 Every model is built for ``modalities``, an ordered subset of ('audio', 'text', 'video') in
 that canonical order, and takes positional inputs ``(x, mask)`` per modality in that order
-(DESIGN.md "Model inputs"); it returns logits (B, num_classes).
+(:mod:`emotion_mx.contract`); it returns logits (B, num_classes).  The per-modality encoders
+are described once, by :class:`EncoderSettings`, whose fields every family takes as keyword
+arguments beside its own.
 
 Missing modalities (all-zero mask row) are handled in-graph:
 
@@ -29,15 +31,97 @@ multi-modal classification networks hard?"); independent experts cannot be starv
 In ``MidFusion`` the cross-modal head adds a residual to the experts' product, or with
 ``cross_expert=True`` is one more expert in the product, trained by its own loss.
 """
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
 from mxnet.gluon import HybridBlock, nn
 
+from ..contract import check_modalities
 from .attention import TransformerStack
 from .audio import AudioCNN, AudioCRNN
 from .common import MODALITIES, NEG_INF, MaskedPool, presence
 from .text import TextBiLSTM, TextTransformer
 from .video import VideoMobileNet
 
-__all__ = ["EarlyFusion", "MidFusion", "LateFusion", "check_modalities", "training_outputs"]
+__all__ = ["EarlyFusion", "MidFusion", "LateFusion", "EncoderSettings", "training_outputs"]
+
+
+@dataclass(frozen=True, eq=False)
+class EncoderSettings:
+    """The per-modality encoders of every fusion family, described once; each family takes
+    these as keyword arguments (``**encoders``) beside its own.
+
+    * common: units (model width), num_heads, ffn_units, dropout, pooling ('mean' or
+      'attention'), modality_dropout;
+    * audio: audio_dim (features per frame), audio_frames (padded T), audio_encoder
+      ('cnn' | 'crnn'), audio_channels (conv channels, each block halves T and F),
+      audio_layers (transformer layers on top), audio_rnn_units (CRNN LSTM units/direction);
+    * text: vocab_size, max_tokens (padded L), text_encoder ('transformer' | 'bilstm'),
+      embed_dim, text_layers, embed_init (None, an Initializer or a (V, D) array);
+    * video: num_frames (padded N), frame_size (H = W), frame_channels (C), video_width
+      (MobileNetV2 width multiplier), video_stages (1..5), video_se (squeeze-excitation).
+    """
+    units: int = 64
+    num_heads: int = 4
+    ffn_units: int = 128
+    dropout: float = 0.1
+    pooling: str = "mean"
+    modality_dropout: float = 0.0
+    audio_dim: int = 64
+    audio_frames: int = 300
+    audio_encoder: str = "cnn"
+    audio_channels: Tuple[int, ...] = (16, 32)
+    audio_layers: int = 0
+    audio_rnn_units: Optional[int] = None
+    vocab_size: int = 5000
+    max_tokens: int = 32
+    text_encoder: str = "transformer"
+    embed_dim: int = 64
+    text_layers: int = 1
+    embed_init: Any = None
+    num_frames: int = 8
+    frame_size: int = 48
+    frame_channels: int = 1
+    video_width: float = 0.5
+    video_stages: int = 4
+    video_se: bool = True
+
+    @classmethod
+    def names(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def build(cls, family, kwargs):
+        unknown = sorted(set(kwargs) - set(cls.names()))
+        if unknown:
+            raise ValueError(f"{family} does not take {', '.join(unknown)}")
+        return cls(**kwargs)
+
+    def encoder(self, m):
+        """The encoder block of modality ``m``."""
+        if m == "audio":
+            if self.audio_encoder not in ("cnn", "crnn"):
+                raise ValueError(f"audio_encoder must be 'cnn' or 'crnn', not {self.audio_encoder!r}")
+            cls = AudioCNN if self.audio_encoder == "cnn" else AudioCRNN
+            return cls(audio_dim=self.audio_dim, audio_frames=self.audio_frames, channels=tuple(self.audio_channels),
+                       units=self.units, num_layers=self.audio_layers, num_heads=self.num_heads,
+                       ffn_units=self.ffn_units, dropout=self.dropout,
+                       rnn_units=self.audio_rnn_units if self.audio_encoder == "crnn" else 0, prefix="audio_enc_")
+        if m == "text":
+            if self.text_encoder == "transformer":
+                return TextTransformer(vocab_size=self.vocab_size, max_tokens=self.max_tokens, embed_dim=self.embed_dim,
+                                       units=self.units, num_layers=self.text_layers, num_heads=self.num_heads,
+                                       ffn_units=self.ffn_units, dropout=self.dropout, embed_init=self.embed_init,
+                                       prefix="text_enc_")
+            if self.text_encoder == "bilstm":
+                return TextBiLSTM(vocab_size=self.vocab_size, max_tokens=self.max_tokens, embed_dim=self.embed_dim,
+                                  units=self.units, num_layers=self.text_layers, dropout=self.dropout,
+                                  embed_init=self.embed_init, prefix="text_enc_")
+            raise ValueError(f"text_encoder must be 'transformer' or 'bilstm', not {self.text_encoder!r}")
+        return VideoMobileNet(num_frames=self.num_frames, frame_size=self.frame_size,
+                              frame_channels=self.frame_channels, width=self.video_width, stages=self.video_stages,
+                              se=self.video_se, units=self.units, prefix="video_enc_")
 
 
 def training_outputs(net, out):
@@ -55,53 +139,16 @@ def training_outputs(net, out):
     return res
 
 
-def check_modalities(modalities):
-    mods = tuple(modalities)
-    if not mods or len(set(mods)) != len(mods) or any(m not in MODALITIES for m in mods):
-        raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {mods}")
-    return tuple(m for m in MODALITIES if m in mods)       # canonical order
-
-
 class _Fusion(HybridBlock):
     """Shared plumbing: per-modality encoders, input unpacking, presence, modality dropout."""
 
-    def _build_encoders(self, modalities, units, num_heads, ffn_units, dropout,
-                        audio_dim, audio_frames, audio_encoder, audio_channels, audio_layers,
-                        audio_rnn_units, vocab_size, max_tokens, text_encoder, embed_dim,
-                        text_layers, embed_init, num_frames, frame_size, frame_channels,
-                        video_width, video_stages, video_se, modality_dropout):
+    def _build_encoders(self, modalities, enc):
         self.modalities = check_modalities(modalities)
-        self._mod_drop = float(modality_dropout) if len(self.modalities) > 1 else 0.0
+        self._mod_drop = float(enc.modality_dropout) if len(self.modalities) > 1 else 0.0
         self.encoders = {}
         for m in self.modalities:
-            if m == "audio":
-                if audio_encoder not in ("cnn", "crnn"):
-                    raise ValueError(f"audio_encoder must be 'cnn' or 'crnn', not {audio_encoder!r}")
-                cls = AudioCNN if audio_encoder == "cnn" else AudioCRNN
-                enc = cls(audio_dim=audio_dim, audio_frames=audio_frames,
-                          channels=tuple(audio_channels), units=units, num_layers=audio_layers,
-                          num_heads=num_heads, ffn_units=ffn_units, dropout=dropout,
-                          rnn_units=audio_rnn_units if audio_encoder == "crnn" else 0,
-                          prefix="audio_enc_")
-            elif m == "text":
-                if text_encoder == "transformer":
-                    enc = TextTransformer(vocab_size=vocab_size, max_tokens=max_tokens,
-                                          embed_dim=embed_dim, units=units, num_layers=text_layers,
-                                          num_heads=num_heads, ffn_units=ffn_units, dropout=dropout,
-                                          embed_init=embed_init, prefix="text_enc_")
-                elif text_encoder == "bilstm":
-                    enc = TextBiLSTM(vocab_size=vocab_size, max_tokens=max_tokens,
-                                     embed_dim=embed_dim, units=units, num_layers=text_layers,
-                                     dropout=dropout, embed_init=embed_init, prefix="text_enc_")
-                else:
-                    raise ValueError(f"text_encoder must be 'transformer' or 'bilstm', not {text_encoder!r}")
-            else:
-                enc = VideoMobileNet(num_frames=num_frames, frame_size=frame_size,
-                                     frame_channels=frame_channels, width=video_width,
-                                     stages=video_stages, se=video_se, units=units,
-                                     prefix="video_enc_")
-            self.register_child(enc, f"{m}_enc")
-            self.encoders[m] = enc
+            self.encoders[m] = enc.encoder(m)
+            self.register_child(self.encoders[m], f"{m}_enc")
 
     def _unpack(self, F, inputs):
         """Positional inputs -> {modality: (x, mask)} after modality dropout; presences."""
@@ -184,24 +231,6 @@ class _Fusion(HybridBlock):
         return flags[0] if len(flags) == 1 else F.concat(*flags, dim=1)         # (B, M)
 
 
-def _encoder_doc(cls):
-    cls.__doc__ += """
-    Encoder keyword arguments (shared by all fusion families):
-
-    * common: units (model width), num_heads, ffn_units, dropout, pooling ('mean' or
-      'attention'), modality_dropout;
-    * audio: audio_dim (features per frame), audio_frames (padded T), audio_encoder
-      ('cnn' | 'crnn'), audio_channels (conv channels, each block halves T and F),
-      audio_layers (transformer layers on top), audio_rnn_units (CRNN LSTM units/direction);
-    * text: vocab_size, max_tokens (padded L), text_encoder ('transformer' | 'bilstm'),
-      embed_dim, text_layers, embed_init (None, an Initializer or a (V, D) array);
-    * video: num_frames (padded N), frame_size (H = W), frame_channels (C), video_width
-      (MobileNetV2 width multiplier), video_stages (1..5), video_se (squeeze-excitation).
-    """
-    return cls
-
-
-@_encoder_doc
 class EarlyFusion(_Fusion):
     """Early fusion: pooled per-modality features, projected, concatenated, MLP head.
 
@@ -210,21 +239,13 @@ class EarlyFusion(_Fusion):
     Dense(num_classes).  With one modality it is the unimodal baseline classifier.
     """
 
-    def __init__(self, num_classes, modalities=MODALITIES, units=64, num_heads=4, ffn_units=128,
-                 dropout=0.1, pooling="mean", modality_dropout=0.0, hidden_units=64,
-                 audio_dim=64, audio_frames=300, audio_encoder="cnn", audio_channels=(16, 32),
-                 audio_layers=0, audio_rnn_units=None,
-                 vocab_size=5000, max_tokens=32, text_encoder="transformer", embed_dim=64,
-                 text_layers=1, embed_init=None,
-                 num_frames=8, frame_size=48, frame_channels=1, video_width=0.5, video_stages=4,
-                 video_se=True, prefix="early_", params=None):
+    def __init__(self, num_classes, modalities=MODALITIES, hidden_units=64, prefix="early_", params=None,
+                 **encoders):
         super().__init__(prefix=prefix, params=params)
+        enc = EncoderSettings.build(type(self).__name__, encoders)
+        units, dropout, pooling = enc.units, enc.dropout, enc.pooling
         with self.name_scope():
-            self._build_encoders(modalities, units, num_heads, ffn_units, dropout, audio_dim,
-                                 audio_frames, audio_encoder, audio_channels, audio_layers,
-                                 audio_rnn_units, vocab_size, max_tokens, text_encoder, embed_dim,
-                                 text_layers, embed_init, num_frames, frame_size, frame_channels,
-                                 video_width, video_stages, video_se, modality_dropout)
+            self._build_encoders(modalities, enc)
             self.pools, self.projs = {}, {}
             for m in self.modalities:
                 self.pools[m] = MaskedPool(units, pooling, prefix=f"{m}_pool_")
@@ -252,7 +273,6 @@ class EarlyFusion(_Fusion):
         return self._outputs(self.output(z), features=h)              # (B, K)
 
 
-@_encoder_doc
 class MidFusion(_Fusion):
     """Mid fusion with cross-modal transformers (MulT, Tsai et al. 2019).
 
@@ -268,26 +288,17 @@ class MidFusion(_Fusion):
     ``('audio', 'text', 'video')``: all six MulT directions.
     """
 
-    def __init__(self, num_classes, modalities=MODALITIES, units=64, num_heads=4, ffn_units=128,
-                 dropout=0.1, pooling="mean", modality_dropout=0.0, hidden_units=64,
-                 query_modalities=("text",), cross_layers=2, self_layers=1, experts=False,
-                 cross_expert=False,
-                 audio_dim=64, audio_frames=300, audio_encoder="cnn", audio_channels=(16, 32),
-                 audio_layers=0, audio_rnn_units=None,
-                 vocab_size=5000, max_tokens=32, text_encoder="transformer", embed_dim=64,
-                 text_layers=1, embed_init=None,
-                 num_frames=8, frame_size=48, frame_channels=1, video_width=0.5, video_stages=4,
-                 video_se=True, prefix="mid_", params=None):
+    def __init__(self, num_classes, modalities=MODALITIES, hidden_units=64, query_modalities=("text",),
+                 cross_layers=2, self_layers=1, experts=False, cross_expert=False, prefix="mid_", params=None,
+                 **encoders):
         super().__init__(prefix=prefix, params=params)
+        enc = EncoderSettings.build(type(self).__name__, encoders)
+        units, num_heads, ffn_units, dropout, pooling = enc.units, enc.num_heads, enc.ffn_units, enc.dropout, enc.pooling
         bad = [q for q in query_modalities if q not in MODALITIES]
         if bad:
             raise ValueError(f"query_modalities must be in {MODALITIES}, got {bad}")
         with self.name_scope():
-            self._build_encoders(modalities, units, num_heads, ffn_units, dropout, audio_dim,
-                                 audio_frames, audio_encoder, audio_channels, audio_layers,
-                                 audio_rnn_units, vocab_size, max_tokens, text_encoder, embed_dim,
-                                 text_layers, embed_init, num_frames, frame_size, frame_channels,
-                                 video_width, video_stages, video_se, modality_dropout)
+            self._build_encoders(modalities, enc)
             self.targets = tuple(m for m in self.modalities if m in query_modalities) \
                 or self.modalities
             self.cross, self.merge, self.selfattn, self.tpools, self.upools = {}, {}, {}, {}, {}
@@ -368,7 +379,6 @@ class MidFusion(_Fusion):
         return self._outputs(logits, stacked, p, features=h)
 
 
-@_encoder_doc
 class LateFusion(_Fusion):
     """Late fusion: one classifier per modality, combined per sample.
 
@@ -383,27 +393,18 @@ class LateFusion(_Fusion):
     heads are the model's experts (``set_training_outputs``).
     """
 
-    def __init__(self, num_classes, modalities=MODALITIES, units=64, num_heads=4, ffn_units=128,
-                 dropout=0.1, pooling="mean", modality_dropout=0.0, hidden_units=64,
-                 combine="weights",
-                 audio_dim=64, audio_frames=300, audio_encoder="cnn", audio_channels=(16, 32),
-                 audio_layers=0, audio_rnn_units=None,
-                 vocab_size=5000, max_tokens=32, text_encoder="transformer", embed_dim=64,
-                 text_layers=1, embed_init=None,
-                 num_frames=8, frame_size=48, frame_channels=1, video_width=0.5, video_stages=4,
-                 video_se=True, prefix="late_", params=None):
+    def __init__(self, num_classes, modalities=MODALITIES, hidden_units=64, combine="weights", prefix="late_",
+                 params=None, **encoders):
         super().__init__(prefix=prefix, params=params)
+        enc = EncoderSettings.build(type(self).__name__, encoders)
+        units, dropout, pooling = enc.units, enc.dropout, enc.pooling
         if combine not in ("weights", "vote", "product"):
             raise ValueError(f"combine must be 'weights', 'vote' or 'product', not {combine!r}")
         self._combine = combine
         self.has_experts = True
         self.experts_need_loss = combine == "product"
         with self.name_scope():
-            self._build_encoders(modalities, units, num_heads, ffn_units, dropout, audio_dim,
-                                 audio_frames, audio_encoder, audio_channels, audio_layers,
-                                 audio_rnn_units, vocab_size, max_tokens, text_encoder, embed_dim,
-                                 text_layers, embed_init, num_frames, frame_size, frame_channels,
-                                 video_width, video_stages, video_se, modality_dropout)
+            self._build_encoders(modalities, enc)
             self.pools, self.heads = {}, {}
             for m in self.modalities:
                 self.pools[m] = MaskedPool(units, pooling, prefix=f"{m}_pool_")

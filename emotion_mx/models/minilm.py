@@ -101,8 +101,9 @@ class MiniLMTokenizer:
     """The checkpoint's WordPiece tokenizer (``tokenizers``) → padded ids and mask arrays."""
 
     def __init__(self, path, max_length=MAX_SEQ_LENGTH):
-        from tokenizers import Tokenizer
         from ..errors import EmotionMXError
+        from ..optional import require
+        Tokenizer = require("tokenizers", "pretrained", "the MiniLM tokenizer").Tokenizer
         try:
             self.tok = Tokenizer.from_file(str(path))
         except Exception as e:

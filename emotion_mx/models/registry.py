@@ -1,7 +1,8 @@
 """Model registry (timm style) with presets kept as data (GluonNLP ``bert_hparams`` style).
 
-``@register_model`` registers a factory ``fn(num_classes, modalities, **kw) -> HybridBlock``
-under its function name.  ``get_model(name, num_classes, modalities=None, **kw)`` validates
+``@register_model`` registers a factory ``fn(num_classes, modalities=None, **kw) -> HybridBlock``
+under its function name (a name registered twice is an error); every preset is registered the
+same way, and ``get_model`` builds any registered name.  ``get_model(name, num_classes, modalities=None, **kw)`` validates
 ``kw`` against the keyword arguments the preset's family accepts (one-line
 :class:`EmotionMXError` listing the valid ones otherwise) and builds the block.  Keyword
 arguments override the preset's hyper-parameters; feature-dependent ones (audio_dim,
@@ -10,16 +11,15 @@ caller (the data settings) and default to FEATURE_DEFAULTS.
 """
 import inspect
 
+from ..contract import DATA_MODEL_KWARGS, MODALITIES, check_modalities, input_names
 from ..errors import EmotionMXError
-from .common import MODALITIES
-from .fusion import EarlyFusion, LateFusion, MidFusion, check_modalities
+from .fusion import EarlyFusion, EncoderSettings, LateFusion, MidFusion
 
 __all__ = ["register_model", "get_model", "list_models", "input_names", "model_info",
            "PRESETS", "FEATURE_DEFAULTS", "valid_kwargs"]
 
 # Defaults for the data-dependent arguments (override with the feature store's values).
-FEATURE_DEFAULTS = dict(audio_dim=64, audio_frames=300, vocab_size=5000, max_tokens=32,
-                        num_frames=8, frame_size=48, frame_channels=1)
+FEATURE_DEFAULTS = {k: getattr(EncoderSettings(), k) for k in DATA_MODEL_KWARGS}
 
 _TINY = dict(units=32, num_heads=2, ffn_units=64, hidden_units=32, dropout=0.1,
              audio_channels=(8, 16), text_layers=1, embed_dim=32, video_width=0.25,
@@ -73,6 +73,8 @@ _REGISTRY = {}
 
 def register_model(fn):
     """Decorator: register ``fn(num_classes, modalities=None, **kw)`` under ``fn.__name__``."""
+    if fn.__name__ in _REGISTRY:
+        raise EmotionMXError(f"model {fn.__name__!r} is already registered")
     _REGISTRY[fn.__name__] = fn
     return fn
 
@@ -82,19 +84,12 @@ def list_models():
     return sorted(_REGISTRY)
 
 
-def input_names(modalities=MODALITIES):
-    """Positional input names in canonical order, e.g. ['audio', 'audio_mask', 'text', ...]."""
-    names = []
-    for m in check_modalities(modalities):
-        names += [m, f"{m}_mask"]
-    return names
-
-
 def model_info(name):
-    """(family class, fixed modalities or None, hyper-parameters dict copy) of a preset."""
+    """(family class, fixed modalities or None, hyper-parameters dict copy) of a preset; for
+    another registered model (its factory, None, {})."""
     _check_name(name)
-    if name not in PRESETS:   # registered directly (pretrained encoders): no fusion family
-        raise EmotionMXError(f"model {name!r} is not a fusion preset; it has no family hyper-parameters")
+    if name not in PRESETS:
+        return _REGISTRY[name], None, {}
     family, fixed, hp = PRESETS[name]
     return FAMILIES[family], fixed, dict(hp)
 
@@ -102,7 +97,10 @@ def model_info(name):
 def valid_kwargs(name):
     """Sorted keyword arguments ``get_model(name, ...)`` accepts."""
     cls, fixed, _ = model_info(name)
-    names = [p for p in inspect.signature(cls.__init__).parameters if p not in _NOT_KWARGS]
+    params = inspect.signature(cls.__init__ if isinstance(cls, type) else cls).parameters
+    names = [p for p, v in params.items() if p not in _NOT_KWARGS and v.kind != v.VAR_KEYWORD]
+    if isinstance(cls, type):
+        names += EncoderSettings.names()
     if fixed is not None:
         hidden = {k for m, ks in _MODALITY_KWARGS.items() if m not in fixed for k in ks}
         hidden |= {"modality_dropout", "query_modalities", "cross_layers", "self_layers",
@@ -130,10 +128,7 @@ def _create(name, num_classes, modalities, kw):
         modalities = fixed
     elif modalities is None:
         modalities = MODALITIES
-    try:
-        modalities = check_modalities(modalities)
-    except ValueError as e:
-        raise EmotionMXError(str(e)) from None
+    modalities = check_modalities(modalities)
     args = dict(FEATURE_DEFAULTS)
     args.update(hp)
     args.update(kw)

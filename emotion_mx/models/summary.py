@@ -15,7 +15,11 @@ macs_by_op)``.
 """
 import json
 
+import mxnet as mx
 import numpy as np
+
+from ..contract import input_names, input_shapes, random_inputs
+from .registry import FEATURE_DEFAULTS, get_model
 
 __all__ = ["summarize", "example_inputs", "count_macs"]
 
@@ -23,7 +27,6 @@ _GATES = {"lstm": 4, "gru": 3, "rnn_relu": 1, "rnn_tanh": 1}
 
 
 def _feature_kw(name, kw):
-    from .registry import FEATURE_DEFAULTS
     out = dict(FEATURE_DEFAULTS)
     out.update({k: v for k, v in kw.items() if k in FEATURE_DEFAULTS})
     return out
@@ -33,20 +36,10 @@ def example_inputs(modalities, batch_size=1, audio_dim=64, audio_frames=300, voc
                    max_tokens=32, num_frames=8, frame_size=48, frame_channels=1, seed=0,
                    ctx=None):
     """Random NDArray inputs in canonical positional order for ``modalities`` (full masks)."""
-    import mxnet as mx
-    rng = np.random.RandomState(seed)
-    b = batch_size
-    shapes = {"audio": (b, audio_frames, audio_dim), "text": (b, max_tokens),
-              "video": (b, num_frames, frame_channels, frame_size, frame_size)}
-    lengths = {"audio": audio_frames, "text": max_tokens, "video": num_frames}
-    out = []
-    for m in modalities:
-        if m == "text":
-            x = rng.randint(1, vocab_size, size=shapes[m]).astype("float32")
-        else:
-            x = rng.randn(*shapes[m]).astype("float32")
-        out += [mx.nd.array(x, ctx=ctx), mx.nd.ones((b, lengths[m]), ctx=ctx)]
-    return out
+    shapes = input_shapes(modalities, audio_frames=audio_frames, audio_dim=audio_dim, max_tokens=max_tokens,
+                          num_frames=num_frames, frame_channels=frame_channels, frame_size=frame_size)
+    arrays = random_inputs(shapes, batch_size=batch_size, vocab_size=vocab_size, seed=seed)
+    return [mx.nd.array(x, ctx=ctx) for x in arrays.values()]
 
 
 def count_macs(sym, input_shapes):
@@ -94,9 +87,6 @@ def count_macs(sym, input_shapes):
 
 def summarize(name, num_classes=4, modalities=None, batch_size=1, **kw):
     """{'params': trainable parameter count, 'macs': forward MACs, 'macs_by_op': {...}}."""
-    import mxnet as mx
-
-    from .registry import get_model, input_names
     net = get_model(name, num_classes, modalities=modalities, **kw)
     net.initialize(mx.init.Xavier())
     feats = _feature_kw(name, kw)

@@ -28,10 +28,10 @@ class HeadConfig(dict):
         return ",".join(f"{k}={v}" for k, v in sorted(self.items()))
 
 
-def default_grid(num_states, hidden=(256,), wds=(1e-4, 1e-2)):
+def default_grid(num_states, hidden=(256,), wds=(1e-4, 1e-2), single_layers=True):
     """Layer options x head sizes x weight decay.  ``num_states``: one int per cache; with several
-    caches only the learned weighting is searched (a product of single layers explodes)."""
-    if len(num_states) == 1:
+    caches (or ``single_layers=False``) only the learned weighting is searched."""
+    if len(num_states) == 1 and single_layers:
         layers = [(LAYER_WEIGHTED,)] + [(i,) for i in range(num_states[0])]
     else:
         layers = [tuple(LAYER_WEIGHTED for _ in num_states)]
@@ -138,7 +138,8 @@ def _split(store, caches, fold, split):
     return xs, y
 
 
-def crossval_heads(store, caches, grid=None, folds=None, metric="ua", refit=True, log=print):
+def crossval_heads(store, caches, grid=None, folds=None, metric="ua", refit=True, single_layers=True,
+                   log=print):
     """Per fold: choose the head on validation, then read test once.  ``caches``: list of
     ``{item id: (L, D)}``.  Returns a list of per-fold dicts (chosen config, valid, test scores).
 
@@ -147,7 +148,7 @@ def crossval_heads(store, caches, grid=None, folds=None, metric="ua", refit=True
     ``test_train_only`` is the score of the head trained on the training split alone."""
     import mxnet as mx
     k = len(store.labels)
-    grid = grid or default_grid([next(iter(c.values())).shape[0] for c in caches])
+    grid = grid or default_grid([next(iter(c.values())).shape[0] for c in caches], single_layers=single_layers)
     results = []
     for fold in (range(store.num_folds) if folds is None else folds):
         tr, va = _split(store, caches, fold, "train"), _split(store, caches, fold, "valid")

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from ..errors import EmotionMXError
+from ..optional import require
 
 
 def read_keras_hdf5(path):
@@ -18,7 +19,7 @@ def read_keras_hdf5(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise EmotionMXError(f"{path}: Keras HDF5 model file not found")
-    import h5py
+    h5py = require("h5py", "pretrained", "reading a Keras HDF5 model")
     try:
         f = h5py.File(path, "r")
     except OSError as e:

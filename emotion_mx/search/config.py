@@ -15,6 +15,10 @@ A search file has three sections::
       epochs: 3                # every trial trains this many epochs (overrides base.epochs)
       seconds: 3600            # wall clock for the whole search (no new trial after it)
 
+The file is read by the project's one loader (:func:`emotion_mx.config.load_config`): ``--set``
+items apply on top, and a top-level ``base:`` that is a *path* (not the mapping above) makes this
+file extend another search file.
+
 Validation happens at load, with the file named in every message: unknown keys anywhere
 (sections, dimensions, dotted keys, model keyword arguments the registry does not accept for a
 chosen model), malformed ranges, and every categorical value / range end is checked by building
@@ -27,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
 from ..config import FrozenDict, from_dict, load_config, to_dict
-from ..errors import ConfigError
+from ..contract import DATA_MODEL_KWARGS
+from ..errors import ConfigError, EmotionMXError
+from ..models import get_model, list_models, model_info, valid_kwargs
 from ..optional import require
 from ..training.config import ModelConfig, TrainConfig
 
@@ -173,8 +179,6 @@ def _choices(cfg, key, base_value):
 
 
 def _check_models(cfg):
-    from ..models import list_models, model_info, valid_kwargs
-    from ..training.run import DATA_MODEL_KWARGS
     if "model.name" in cfg.space and cfg.space["model.name"].kind != "categorical":
         raise ValueError("space.model.name must be categorical (a list of registry names)")
     names = _choices(cfg, "model.name", cfg.base.model.name)
@@ -217,8 +221,6 @@ def load_search_config(path, sets=()):
 def check_search_config(cfg, source="search config"):
     """Build the TrainConfig of every categorical value and range end (others at their
     defaults): a value TrainConfig rejects is reported here, with its key."""
-    from ..errors import EmotionMXError
-    from ..models import get_model
     default = {k: _default(d) for k, d in cfg.space.items()}
     for key, dim in cfg.space.items():
         for value in dim.probe_values():

@@ -21,7 +21,10 @@ from typing import List, Optional
 from ..config import to_dict
 from ..errors import EmotionMXError
 from ..fileio import read_json, write_json
+from ..store import FeatureStore
 from .config import check_search_config, space_fingerprint
+from .local import check_local_searcher, run_local
+from .ray_backend import check_ray_searcher, run_ray
 from .report import LEADERBOARD_MD, leaderboard, write_reports
 from .trials import METRIC, TRIALS_DIR, TrialFailed, TrialLog, failed_record, run_trial
 
@@ -56,10 +59,8 @@ def run_search(search_cfg, data_dir, out_dir, *, trials, searcher="random", sche
     if ray_address and scheduler != "ray":
         raise EmotionMXError("--ray-address needs --scheduler ray")
     if scheduler == "local":                     # fail before touching OUT
-        from .local import check_local_searcher
         check_local_searcher(searcher)
     else:
-        from .ray_backend import check_ray_searcher
         check_ray_searcher(searcher)
     check_search_config(search_cfg)
     _check_store(data_dir, fold)
@@ -96,7 +97,6 @@ def run_search(search_cfg, data_dir, out_dir, *, trials, searcher="random", sche
             _search_local(search_cfg, trial_log, on_record, data_dir=data_dir, out_dir=out_dir, trials=trials,
                           searcher=searcher, seed=seed, fold=fold, time_out=budget_s, echo=echo)
         else:
-            from .ray_backend import run_ray
             run_ray(search_cfg, data_dir=data_dir, out_dir=out_dir, num_trials=trials, searcher=searcher,
                     seed=seed, fold=fold, finished=list(trial_log.records), on_record=on_record,
                     next_index=trial_log.next_index, address=ray_address, time_out=budget_s,
@@ -114,7 +114,6 @@ def run_search(search_cfg, data_dir, out_dir, *, trials, searcher="random", sche
 
 def _search_local(search_cfg, trial_log, on_record, *, data_dir, out_dir, trials, searcher, seed, fold,
                   time_out, echo):
-    from .local import run_local
 
     def trial_fn(params, task_id):
         done = trial_log.lookup(params)
@@ -151,8 +150,7 @@ def _remove_unfinished_ray_runs(out_dir, trial_log):
 
 
 def _check_store(data_dir, fold):
-    from ..training.run import open_store
-    store = open_store(data_dir)
+    store = FeatureStore(data_dir)
     for split in ("train", "valid"):
         if not store.ids(fold, split):
             raise EmotionMXError(f"{data_dir}: fold {fold} has no {split} items; the search selects on "

@@ -15,10 +15,15 @@ import shutil
 import time
 from datetime import datetime, timezone
 
-from ..config import dump_config, to_dict
+import yaml
+
+from .. import artifacts
+from ..config import dump_config, from_dict, to_dict
 from ..errors import EmotionMXError
 from ..fileio import read_jsonl, write_jsonl
-from .config import _plain
+from ..training.config import TrainConfig
+from ..training.run import train
+from .config import _plain, trial_config
 
 __all__ = ["TrialLog", "run_trial", "TrialFailed", "TRIALS_JSONL", "TRIALS_DIR", "METRIC"]
 
@@ -74,8 +79,6 @@ def run_trial(search_cfg, params, *, trial_id, index, data_dir, out_dir, fold, s
               contexts=None, echo=None):
     """Train one trial into ``OUT/trials/<trial_id>/``; return its record (``status`` ok)
     or raise (the caller records a failure).  ``params`` are the sampled dotted keys."""
-    from ..training.run import train
-    from .config import trial_config
     params = {k: _plain(v) for k, v in params.items()}
     cfg = trial_config(search_cfg, params, seed=seed, source=f"trial {trial_id}")
     run_rel = os.path.join(TRIALS_DIR, trial_id)
@@ -107,12 +110,10 @@ def failed_record(params, *, trial_id, index, fold, backend, error):
 def _prepare_run_dir(run_dir, cfg):
     """An interrupted trial's folder: resume it when it was started with the same config,
     otherwise start it afresh.  Returns the ``resume`` flag for ``train``."""
-    from .. import artifacts
     if not os.path.isdir(run_dir):
         return False
     cfg_path = os.path.join(run_dir, artifacts.CONFIG)
     if os.path.isfile(os.path.join(run_dir, artifacts.MODEL_SPEC)) and os.path.isfile(cfg_path):
-        import yaml
         with open(cfg_path, encoding="utf-8") as f:
             if yaml.safe_load(f) == yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)):
                 return True
@@ -122,8 +123,6 @@ def _prepare_run_dir(run_dir, cfg):
 
 def write_trial_config(record, path):
     """The trial's full TrainConfig as YAML (tools/train.py --config accepts it as is)."""
-    from ..training.config import TrainConfig
-    from ..config import from_dict
     if record.get("status") != "ok":
         raise EmotionMXError(f"trial {record['trial_id']} did not finish; it has no config to write")
     dump_config(from_dict(TrainConfig, record["config"], source=f"trial {record['trial_id']}"), path)

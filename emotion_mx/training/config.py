@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
 from ..config import FrozenDict, load_config
+from ..contract import MODALITIES, check_modalities
 
 __all__ = ["ModelConfig", "DataConfig", "OptimConfig", "LossConfig", "AugmentConfig",
            "InitConfig", "TrainConfig", "load_train_config", "MODALITIES"]
-
-MODALITIES = ("audio", "text", "video")
 
 
 def _choice(name, value, allowed):
@@ -53,17 +52,9 @@ class DataConfig:
     num_frames: Optional[int] = None
 
     def __post_init__(self):
-        mods = tuple(self.modalities)
-        if not mods:
-            raise ValueError("data.modalities must list at least one of audio, text, video")
-        bad = [m for m in mods if m not in MODALITIES]
-        if bad:
-            raise ValueError(f"unknown modality {bad[0]!r} in data.modalities (known: audio, text, video)")
-        if len(set(mods)) != len(mods):
-            raise ValueError(f"data.modalities lists a modality twice: {list(mods)}")
-        _choice("data.audio_norm", self.audio_norm, ("fold", "utterance"))
         # canonical order, whatever order the user wrote
-        object.__setattr__(self, "modalities", tuple(m for m in MODALITIES if m in mods))
+        object.__setattr__(self, "modalities", check_modalities(self.modalities, "data.modalities"))
+        _choice("data.audio_norm", self.audio_norm, ("fold", "utterance"))
         for k in ("max_audio_frames", "max_tokens", "num_frames"):
             _positive(f"data.{k}", getattr(self, k))
 
@@ -161,9 +152,8 @@ class InitConfig:
     encoder_lr_mult: float = 1.0
 
     def __post_init__(self):
-        bad = [m for m in self.encoders if m not in MODALITIES]
-        if bad:
-            raise ValueError(f"unknown modality {bad[0]!r} in init.encoders (known: {', '.join(MODALITIES)})")
+        if self.encoders:
+            check_modalities(list(self.encoders), "init.encoders")
         for m, template in self.encoders.items():
             rest = str(template).replace("{fold}", "").replace("{seed}", "")
             if "{" in rest or "}" in rest:

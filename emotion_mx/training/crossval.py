@@ -10,9 +10,10 @@ import numpy as np
 
 from ..config import replace
 from ..errors import EmotionMXError
-from ..fileio import read_json, write_json, write_text
+from ..fileio import ensure_output_dir, read_json, write_json, write_text
+from ..store import FeatureStore
 from .evaluate import evaluate_run
-from .run import open_store, train
+from .run import train
 
 __all__ = ["cross_validate", "summarize_results", "parse_folds", "METRICS"]
 
@@ -55,9 +56,8 @@ def _markdown(rows, summary):
 def cross_validate(cfg, data_dir, out_dir, *, folds="all", seeds=(0,), contexts=None, amp=False,
                    progress=True, echo=print):
     """Train + evaluate (test split) each fold × seed; write OUT/results.{json,md}."""
-    from ..fileio import ensure_output_dir
     ensure_output_dir(out_dir, "--out")
-    store = open_store(data_dir)
+    store = FeatureStore(data_dir)
     folds = parse_folds(folds, store.num_folds)
     rows = []
     for fold in folds:

@@ -15,16 +15,20 @@ import os
 import shutil
 import time
 
+import mxnet as mx
 import numpy as np
 
 from .. import artifacts
 from ..config import dump_config, replace
+from ..contract import DATA_MODEL_KWARGS, input_names
 from ..errors import EmotionMXError
 from ..fileio import write_json
-from .evaluate import load_run_split
+from ..models import get_model
+from ..store import FeatureStore
+from .config import AugmentConfig, TrainConfig, load_train_config
 from .losses import DistillationLoss, SimilarityKDLoss, SoftTargetCE, class_weights_from_counts
-from .run import DATA_MODEL_KWARGS, mel_bins_for, open_store
-from .trainer import evaluate_split, fit, fused_logits, input_names, predict_features, predict_logits
+from .run import mel_bins_for
+from .trainer import evaluate_split, fit, fused_logits, predict_features, predict_logits
 
 __all__ = ["distill", "format_report", "measure_latency", "count_params"]
 
@@ -35,7 +39,6 @@ def count_params(net):
 
 def measure_latency(net, example, ctx, repeats=50, warmup=5):
     """Median milliseconds of one forward pass at batch 1 (``example``: list of arrays)."""
-    import mxnet as mx
     xs = [mx.nd.array(x[:1], ctx=ctx) for x in example]
     for _ in range(warmup):
         fused_logits(net(*xs)).wait_to_read()
@@ -52,9 +55,6 @@ def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, tem
             echo=print):
     """Train preset ``student`` from ``teacher_run`` into ``out_dir``; return the report dict
     (also written to ``out_dir/distill.json``).  ``feature_weight`` > 0 adds feature matching."""
-    import mxnet as mx
-    from ..models import get_model
-    from .config import AugmentConfig, TrainConfig, load_train_config
     contexts = list(contexts or [mx.cpu()])
     ctx = contexts[0]
     if feature_weight < 0:
@@ -77,18 +77,18 @@ def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, tem
         echo("distillation: augmentation disabled (teacher soft targets are computed once on clean inputs)")
         cfg = replace(cfg, augment=AugmentConfig())
 
-    modalities = tuple(tspec["modalities"])
-    labels = list(tspec["labels"])
+    modalities = tspec.modalities
+    labels = list(tspec.labels)
     fold = tspec.get("fold", 0)
-    store = open_store(data_dir)
+    store = FeatureStore(data_dir)
     names = input_names(modalities)
-    train = load_run_split(teacher_run, tspec, store, "train", fold)
-    valid = load_run_split(teacher_run, tspec, store, "valid", fold)
+    train = artifacts.load_run_split(teacher_run, store, "train", fold)
+    valid = artifacts.load_run_split(teacher_run, store, "valid", fold)
     train.teacher_logits = predict_logits(teacher, train, names, ctx, cfg.eval_batch_size)
     if feature_weight > 0:
         train.teacher_features = predict_features(teacher, train, names, ctx, cfg.eval_batch_size)
 
-    data_kwargs = {k: v for k, v in tspec["kwargs"].items() if k in DATA_MODEL_KWARGS}
+    data_kwargs = {k: v for k, v in tspec.kwargs.items() if k in DATA_MODEL_KWARGS}
     kwargs = dict(cfg.model.kwargs, **data_kwargs)
     net = get_model(student, num_classes=len(labels), modalities=modalities, **kwargs)
     feature_note = (f"feature matching: similarity-preserving, weight {feature_weight:g} "
@@ -104,7 +104,7 @@ def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, tem
         src = artifacts.run_file(teacher_run, name)
         if os.path.isfile(src):
             shutil.copyfile(src, artifacts.run_file(out_dir, name))
-    spec = dict(tspec, name=student, kwargs=kwargs, distilled_from=os.path.abspath(teacher_run))
+    spec = replace(tspec, name=student, kwargs=kwargs, distilled_from=os.path.abspath(teacher_run))
     artifacts.save_model_spec(out_dir, spec)
 
     counts = np.bincount(train.labels, minlength=len(labels))
@@ -114,12 +114,12 @@ def distill(teacher_run, student, data_dir, out_dir, *, cfg=None, alpha=0.5, tem
     result = fit(net, train, valid, cfg, run_dir=out_dir, labels=labels, modalities=modalities,
                  contexts=contexts, resume=resume, loss_fn=loss, class_counts=counts, progress=progress,
                  feature_loss=SimilarityKDLoss(feature_weight) if feature_weight > 0 else None,
-                 echo=echo, mel_bins=mel_bins_for(tspec.get("audio_feature", "logmel"),
+                 echo=echo, mel_bins=mel_bins_for(tspec.data.audio_feature,
                                                    data_kwargs.get("audio_dim", 0)))
 
     student_net, _ = artifacts.load_run_model(out_dir, ctx=ctx)
     student_net.hybridize(static_alloc=True)
-    test = load_run_split(teacher_run, tspec, store, split, fold)
+    test = artifacts.load_run_split(teacher_run, store, split, fold)
     example = [test.inputs[n] for n in names]
     rows = {}
     for role, model in (("teacher", teacher), ("student", student_net)):

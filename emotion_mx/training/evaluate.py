@@ -3,34 +3,19 @@ tools/evaluate.py): RUN/eval/metrics.json (+ ``-<split>`` suffix for non-test sp
 confusion-matrix PNG.  The run's own norm.json and vocab.json are used, never the store's."""
 import os
 
-from .. import artifacts
-from ..errors import EmotionMXError
-from ..fileio import atomic_path, read_json, write_json
-from .trainer import evaluate_split, input_names
+import matplotlib
+import mxnet as mx
+import numpy as np
 
-__all__ = ["evaluate_run", "plot_confusion", "load_run_split"]
+from .. import artifacts
+from ..contract import input_names
+from ..errors import EmotionMXError
+from ..fileio import atomic_path, write_json
+from .trainer import evaluate_split
+
+__all__ = ["evaluate_run", "plot_confusion"]
 
 SPLITS = ("train", "valid", "test")
-
-
-def load_run_split(run_dir, spec, store, split, fold):
-    """Arrays of ``split`` prepared exactly as the run was trained (its norm/vocab/settings)."""
-    from .run import load_split
-    if split not in SPLITS:
-        raise EmotionMXError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    if list(store.labels) != list(spec["labels"]):
-        raise EmotionMXError(f"{store.path} has labels {store.labels}, the run was trained on {spec['labels']}")
-    ids = store.ids(fold, split)
-    if not ids:
-        raise EmotionMXError(f"{store.path}: fold {fold} has no {split} items")
-    norm = read_json(artifacts.run_file(run_dir, artifacts.NORM))
-    vocab = None
-    if "text" in spec["modalities"]:
-        from ..features.text import load_vocab
-        vocab = load_vocab(artifacts.run_file(run_dir, artifacts.VOCAB))
-    from ..data import load_settings
-    settings = load_settings(spec)
-    return load_split(store, ids, tuple(spec["modalities"]), fold, settings, norm=norm, vocab=vocab)
 
 
 def evaluate_run(run_dir, data_dir, split="test", fold=None, ctx=None, batch_size=64, params=None,
@@ -39,15 +24,14 @@ def evaluate_run(run_dir, data_dir, split="test", fold=None, ctx=None, batch_siz
 
     Writes ``RUN/eval/metrics[-split].json`` and ``confusion[-split].png``; returns the metrics.
     """
-    import mxnet as mx
-    from .run import open_store
+    if split not in SPLITS:
+        raise EmotionMXError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     ctx = ctx or mx.cpu()
     net, spec = artifacts.load_run_model(run_dir, ctx=ctx, params=params)
     fold = spec.get("fold", 0) if fold is None else fold
     if fold != spec.get("fold", fold):
         print(f"note: the run was trained on fold {spec['fold']}; evaluating fold {fold}")
-    store = open_store(data_dir)
-    data = load_run_split(run_dir, spec, store, split, fold)
+    data = artifacts.load_run_split(run_dir, data_dir, split, fold)
     net.hybridize(static_alloc=True)
     metrics = evaluate_split(net, data, input_names(spec["modalities"]), ctx, spec["labels"], batch_size)
     metrics.update({"split": split, "fold": fold, "run": os.path.abspath(run_dir)})
@@ -62,10 +46,8 @@ def evaluate_run(run_dir, data_dir, split="test", fold=None, ctx=None, batch_siz
 
 def plot_confusion(cm, labels, path, title=None):
     """Row-normalised confusion matrix with counts, as a PNG (matplotlib Agg)."""
-    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt   # after choosing the Agg backend
     cm = np.asarray(cm, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)

@@ -5,42 +5,29 @@ Only the fold's ``train`` and ``valid`` splits are read here; ``test`` is for
 reads only its round-robin shard of the training ids; rank 0 alone reads the validation split
 and writes the run directory.
 """
-import json
 import os
 import shutil
+from dataclasses import replace
 
+import mxnet as mx
 import numpy as np
+import yaml
 
 from .. import artifacts
-from ..config import dump_config
+from .. import store as st
+from ..config import dump_config, to_dict
+from ..contract import DATA_MODEL_KWARGS, input_names
+from ..data import data_spec, load_split
 from ..errors import ConfigError, EmotionMXError
-from ..fileio import atomic_path, write_json
+from ..fileio import atomic_path, ensure_output_dir, write_json
+from ..models import get_model
+from ..store import FeatureStore
 from .amp import init_amp, resolve_precision
 from .distributed import make_worker, shard_indices
-from .trainer import Split, fit, input_names
+from .trainer import fit
+from .warm_start import resolve_warm_start
 
-__all__ = ["train", "open_store", "load_split", "model_kwargs", "mel_bins_for", "DATA_MODEL_KWARGS"]
-
-# model keyword arguments that come from the feature store, never from the training config
-DATA_MODEL_KWARGS = ("audio_dim", "audio_frames", "vocab_size", "max_tokens", "num_frames",
-                     "frame_size", "frame_channels")
-
-
-def open_store(data_dir):
-    from ..data import FeatureStore
-    return FeatureStore(data_dir)
-
-
-def data_settings(cfg):
-    d = cfg.data
-    return {"audio_feature": d.audio_feature, "audio_norm": d.audio_norm, "max_audio_frames": d.max_audio_frames,
-            "max_tokens": d.max_tokens, "num_frames": d.num_frames}
-
-
-def load_split(store, ids, modalities, fold, settings, norm=None, vocab=None):
-    from ..data import load_arrays
-    inputs, labels = load_arrays(store, ids, modalities, fold=fold, norm=norm, vocab=vocab, **settings)
-    return Split(inputs, labels, list(ids))
+__all__ = ["train", "model_kwargs", "mel_bins_for"]
 
 
 def model_kwargs(cfg, data_kwargs):
@@ -77,8 +64,6 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
           progress=True, echo=print):
     """Train ``cfg`` (:class:`TrainConfig`) on fold ``fold`` of store ``data_dir`` into run
     directory ``out_dir``.  Returns :class:`~emotion_mx.training.trainer.FitResult`."""
-    import mxnet as mx
-    from ..fileio import ensure_output_dir
     ensure_output_dir(out_dir, "--out")          # before any work: a bad --out fails in one line
     contexts = list(contexts or [mx.cpu()])
     worker = make_worker(kvstore)
@@ -89,13 +74,13 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
     if precision != "float32":
         init_amp(precision)     # before the first forward pass builds the graph
 
-    store = open_store(data_dir)
-    modalities = cfg.data.modalities
-    from ..data import data_spec
-    spec_data = data_spec(store, fold, modalities, **data_settings(cfg))
+    store = FeatureStore(data_dir)
+    d = cfg.data
+    # the data settings are resolved here, once, and travel as one DataSettings from now on
+    spec_data = data_spec(store, fold, d.modalities, audio_feature=d.audio_feature, audio_norm=d.audio_norm,
+                          max_audio_frames=d.max_audio_frames, max_tokens=d.max_tokens, num_frames=d.num_frames)
     settings = spec_data["settings"]
-    from ..data import load_settings as _load_settings
-    load_settings = _load_settings(settings)
+    modalities = settings.modalities
     labels = list(store.labels)
 
     train_ids = store.ids(fold, "train")
@@ -110,24 +95,18 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
         train_ids = [train_ids[i] for i in shard_indices(len(train_ids), worker.rank, worker.num_workers)]
 
     kwargs = model_kwargs(cfg, spec_data["model_kwargs"])
-    from ..models import get_model
     net = get_model(cfg.model.name, num_classes=len(labels), modalities=modalities, **kwargs)
 
-    train_split = load_split(store, train_ids, modalities, fold, load_settings)
-    valid_split = load_split(store, valid_ids, modalities, fold, load_settings) if chief else None
-    names = input_names(modalities)
-    spec = {
-        "name": cfg.model.name, "kwargs": kwargs, "modalities": list(modalities),
-        "num_classes": len(labels), "labels": labels,
-        "inputs": {n: list(train_split.inputs[n].shape[1:]) for n in names},
-        **{k: v for k, v in settings.items() if k != "modalities"},
-        "fold": fold, "store": os.path.abspath(data_dir), "precision": precision,
-    }
+    train_split = load_split(store, fold, "train", settings, ids=train_ids)
+    valid_split = load_split(store, fold, "valid", settings, ids=valid_ids) if chief else None
+    spec = artifacts.ModelSpec(
+        name=cfg.model.name, kwargs=kwargs, modalities=modalities, num_classes=len(labels), labels=labels,
+        inputs={n: list(train_split.inputs[n].shape[1:]) for n in input_names(modalities)},
+        data=settings, fold=fold, store=os.path.abspath(data_dir), precision=precision)
     warm = None
     if cfg.init.encoders:
-        from .warm_start import resolve_warm_start
         arrays, sources = resolve_warm_start(cfg.init, fold=fold, seed=cfg.seed, store_path=data_dir, spec=spec)
-        spec["warm_start"] = {"encoders": sources, "encoder_lr_mult": cfg.init.encoder_lr_mult}
+        spec = replace(spec, warm_start={"encoders": sources, "encoder_lr_mult": cfg.init.encoder_lr_mult})
         warm = (arrays, cfg.init.encoder_lr_mult)
         if chief:
             echo("warm start: " + ", ".join(f"{m} encoder from {d}" for m, d in sources.items()))
@@ -137,7 +116,7 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
     audio_dim = spec_data["model_kwargs"].get("audio_dim", 0)
     result = fit(net, train_split, valid_split, cfg, run_dir=out_dir, labels=labels, modalities=modalities,
                  contexts=contexts, worker=worker, precision=precision, resume=resume,
-                 mel_bins=mel_bins_for(settings.get("audio_feature", "logmel"), audio_dim),
+                 mel_bins=mel_bins_for(settings.audio_feature, audio_dim),
                  class_counts=counts, progress=progress, echo=echo, warm_start=warm)
     return result
 
@@ -156,8 +135,6 @@ def _config_diff(old, new, prefix=""):
 def _check_same_config(out_dir, cfg):
     """``--resume`` continues the same run: the resolved config must equal the one it started with
     (a changed setting would silently give a model no config describes)."""
-    import yaml
-    from ..config import to_dict
     path = artifacts.run_file(out_dir, artifacts.CONFIG)
     try:
         with open(path, encoding="utf-8") as f:
@@ -178,16 +155,17 @@ def _check_same_config(out_dir, cfg):
 def _write_run_files(out_dir, cfg, store, fold, spec, resume):
     os.makedirs(out_dir, exist_ok=True)
     if resume:
-        old = artifacts.load_model_spec(out_dir)
+        old = artifacts.load_model_spec(out_dir).to_dict()
+        new = spec.to_dict()
         for key in ("fold", "store", "precision", "name", "kwargs", "modalities", "labels", "inputs"):
-            if json.loads(json.dumps(old.get(key))) != json.loads(json.dumps(spec[key])):
+            if old.get(key) != new.get(key):
                 raise EmotionMXError(f"--resume: {out_dir} was trained with a different {key} "
-                                     f"({old.get(key)!r} vs {spec[key]!r}); use a new --out")
+                                     f"({old.get(key)!r} vs {new.get(key)!r}); use a new --out")
         _check_same_config(out_dir, cfg)
     dump_config(cfg, artifacts.run_file(out_dir, artifacts.CONFIG))
     write_json(artifacts.run_file(out_dir, artifacts.LABELS), spec["labels"])
     write_json(artifacts.run_file(out_dir, artifacts.NORM), store.norm(fold))
-    vocab_src = os.path.join(store.path, "vocab", f"fold{fold}.json")
+    vocab_src = st.vocab_path(store.path, fold)
     if "text" in spec["modalities"] and os.path.isfile(vocab_src):
         with atomic_path(artifacts.run_file(out_dir, artifacts.VOCAB)) as tmp:
             shutil.copyfile(vocab_src, tmp)

@@ -19,12 +19,16 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
+from tqdm import tqdm
 
+from ..artifacts import BEST_PARAMS
+from ..contract import input_names
+from ..data import Split
 from ..errors import EmotionMXError
 from ..fileio import atomic_path, write_json
 from ..models.fusion import training_outputs
@@ -35,57 +39,17 @@ from .distributed import GradientSync, Worker
 from .losses import make_loss
 from .metrics import SELECTION_METRIC, classification_metrics
 from .optim import PlateauTracker, learning_rate, make_optimizer
+from .warm_start import apply_warm_start
 
 __all__ = ["Split", "FitResult", "fit", "predict_logits", "evaluate_split", "epoch_batches",
-           "input_names", "materialize"]
+           "materialize"]
 
 log = logging.getLogger(__name__)
 
-MODALITIES = ("audio", "text", "video")
 METRICS_CSV = "metrics.csv"
 BEST_JSON = "best.json"
 CURVES_PNG = "curves.png"
 TB_DIR = "tensorboard"
-
-
-def input_names(modalities):
-    """Positional input names (DESIGN.md): value then mask per modality, canonical order."""
-    names = []
-    for m in MODALITIES:
-        if m in modalities:
-            names += [m, f"{m}_mask"]
-    return names
-
-
-@dataclass
-class Split:
-    """Model inputs (name → array with N rows) and int labels (N,) of one data split."""
-    inputs: Dict[str, np.ndarray]
-    labels: np.ndarray
-    ids: Optional[List[str]] = None
-    teacher_logits: Optional[np.ndarray] = None   # (N, K) soft targets for distillation
-    teacher_features: Optional[np.ndarray] = None  # (N, D) for feature-level distillation
-
-    def __post_init__(self):
-        self.labels = np.asarray(self.labels, dtype=np.int32)
-        if self.teacher_logits is not None and len(self.teacher_logits) != len(self.labels):
-            raise ValueError("teacher_logits and labels differ in length")
-        bad = {k: v.shape[0] for k, v in self.inputs.items() if v.shape[0] != len(self.labels)}
-        if bad:
-            raise ValueError(f"inputs and labels differ in length: {bad} vs {len(self.labels)}")
-
-    def __len__(self):
-        return len(self.labels)
-
-    def take(self, idx):
-        return {k: v[idx] for k, v in self.inputs.items()}, self.labels[idx]
-
-    def subset(self, idx):
-        inputs, labels = self.take(idx)
-        ids = [self.ids[i] for i in idx] if self.ids is not None else None
-        teacher = self.teacher_logits[idx] if self.teacher_logits is not None else None
-        feats = self.teacher_features[idx] if self.teacher_features is not None else None
-        return Split(inputs, labels, ids, teacher, feats)
 
 
 @dataclass
@@ -238,243 +202,364 @@ class _RunLogger:
 
 
 # --------------------------------------------------------------------------------------------
-# the loop
+# the loop: Trainer (fit -> fit_batch -> compute_forward / compute_objectives, stage hooks)
 # --------------------------------------------------------------------------------------------
 
 def _mx_seed(seed, epoch, rank):
     return int(np.random.default_rng([seed, epoch, rank, 7919]).integers(0, 2 ** 31 - 1))
 
 
-def fit(net, train, valid, cfg, *, run_dir, labels, modalities, contexts=None, worker=None,
-        precision="float32", resume=False, mel_bins=0, class_counts=None, progress=True,
-        echo=print, loss_fn=None, tensorboard=True, warm_start=None, feature_loss=None):
-    """Train ``net`` (built, not initialised) on ``train``; select on ``valid``.
+class Trainer:
+    """One training run in the manner of SpeechBrain's ``Brain``: :meth:`fit` runs the epochs,
+    :meth:`fit_batch` one optimisation step, which calls :meth:`compute_forward` and
+    :meth:`compute_objectives`; :meth:`on_stage_start` / :meth:`on_stage_end` bracket each
+    ``"train"`` and ``"valid"`` stage.  Variants override these hooks: :class:`ExpertLosses`
+    (unimodal expert losses) and :class:`Distillation` (teacher soft targets and features).
 
-    ``train`` is this worker's shard when distributed (``worker.num_workers`` > 1);
-    ``valid`` is only needed on rank 0.  ``cfg`` is a :class:`TrainConfig` (its ``batch_size``
-    is global).  ``class_counts`` (global training-split counts per class) defaults to the
-    counts of ``train``.  Writes RUN/checkpoints, RUN/best.params, RUN/best.json,
-    RUN/metrics.csv, RUN/curves.png and RUN/tensorboard (rank 0).  ``warm_start`` is
-    ``(arrays, lr_mult)`` from :func:`~emotion_mx.training.warm_start.resolve_warm_start`, copied
-    in after initialisation (a resumed run then loads its own checkpoint over them).
-    ``feature_loss`` (e.g. :class:`~emotion_mx.training.losses.SimilarityKDLoss`) compares the
-    model's features with ``train.teacher_features``.  Returns :class:`FitResult`.
+    ``cfg`` is a :class:`TrainConfig` (its ``batch_size`` is global).  ``class_counts`` (global
+    training-split counts per class) defaults to the counts of the training split.
+    ``warm_start`` is ``(arrays, lr_mult)`` from
+    :func:`~emotion_mx.training.warm_start.resolve_warm_start`, copied in after initialisation
+    (a resumed run then loads its own checkpoint over them).
     """
-    contexts = list(contexts or [mx.cpu()])
-    worker = worker or Worker(kvstore="device" if len(contexts) > 1 else None)
-    chief = worker.is_chief
-    names = input_names(modalities)
-    num_classes = len(labels)
-    missing = [n for n in names if n not in train.inputs]
-    if missing:
-        raise EmotionMXError(f"training data lacks the model inputs {missing}")
-    if chief and (valid is None or len(valid) == 0):
-        raise EmotionMXError("the validation split is empty: model selection and early stopping "
-                             "need validation data (check the store's folds)")
-    if len(train) == 0:
-        raise EmotionMXError("the training split is empty")
 
-    local_bs = max(1, cfg.batch_size // worker.num_workers)
-    if local_bs < len(contexts):
-        raise EmotionMXError(f"batch_size {cfg.batch_size} over {worker.num_workers} worker(s) leaves "
-                             f"{local_bs} rows per worker for {len(contexts)} contexts; raise batch_size")
-    if class_counts is None:
-        class_counts = np.bincount(train.labels, minlength=num_classes)
-    if (loss_fn is not None) != (train.teacher_logits is not None):
-        raise ValueError("distillation needs both train.teacher_logits and a DistillationLoss loss_fn")
-    if loss_fn is None:
-        loss_fn = make_loss(cfg.loss, num_classes, class_counts)
-    loss_fn.initialize(ctx=contexts)
-    if feature_loss is not None:
-        feature_loss.initialize(ctx=contexts)
-    eval_loss = make_loss(cfg.loss, num_classes, class_counts)
-    eval_loss.initialize(ctx=contexts[0])
+    def __init__(self, net, cfg, *, run_dir, labels, modalities, contexts=None, worker=None,
+                 precision="float32", mel_bins=0, class_counts=None, progress=True, echo=print,
+                 loss_fn=None, tensorboard=True, warm_start=None):
+        self.net, self.cfg, self.run_dir, self.labels = net, cfg, run_dir, labels
+        self.contexts = list(contexts or [mx.cpu()])
+        self.worker = worker or Worker(kvstore="device" if len(self.contexts) > 1 else None)
+        self.chief = self.worker.is_chief
+        self.names = input_names(modalities)
+        self.precision, self.mel_bins, self.class_counts = precision, mel_bins, class_counts
+        self.progress, self.echo, self.tensorboard, self.warm_start = progress, echo, tensorboard, warm_start
+        self.loss_fn = loss_fn
+        self.aux_weight = float(cfg.loss.aux_weight)
 
-    if (feature_loss is not None) != (train.teacher_features is not None):
-        raise ValueError("feature distillation needs both train.teacher_features and a feature_loss")
-    aux_weight = float(cfg.loss.aux_weight)
-    if aux_weight > 0 and not getattr(net, "has_experts", False):
-        raise EmotionMXError(f"loss.aux_weight is {aux_weight} but {type(net).__name__} has no unimodal "
-                             "experts; use mid with experts: true or late with combine: product")
-    if feature_loss is not None and not hasattr(net, "set_training_outputs"):
-        raise EmotionMXError(f"{type(net).__name__} cannot return its features; feature distillation "
-                             "needs an emotion_mx fusion model")
-    if aux_weight > 0 or feature_loss is not None:
-        net.set_training_outputs(experts=aux_weight > 0, features=feature_loss is not None)
-    if aux_weight == 0 and getattr(net, "experts_need_loss", False):
-        raise EmotionMXError(f"{type(net).__name__}'s unimodal experts learn only from their own losses; "
-                             "set loss.aux_weight > 0 (e.g. 1.0)")
+    # ---- hooks -------------------------------------------------------------------------------
+    def outputs_wanted(self):
+        """Keyword arguments of ``net.set_training_outputs`` (more than logits when needed)."""
+        return {}
 
-    # ---- parameters: same seed on every worker; the kvstore also broadcasts rank 0's values
-    mx.random.seed(cfg.seed, ctx="all")
-    net.initialize(mx.init.Xavier(), ctx=contexts)
-    if cfg.hybridize:
-        net.hybridize(static_alloc=True)
-        loss_fn.hybridize(static_alloc=True)
-    materialize(net, train, names, contexts)
-    if warm_start is not None:
-        from .warm_start import apply_warm_start
-        apply_warm_start(net, *warm_start)
+    def check(self, train, valid):
+        """Argument checks before anything is built."""
+        cfg, net, worker = self.cfg, self.net, self.worker
+        missing = [n for n in self.names if n not in train.inputs]
+        if missing:
+            raise EmotionMXError(f"training data lacks the model inputs {missing}")
+        if self.chief and (valid is None or len(valid) == 0):
+            raise EmotionMXError("the validation split is empty: model selection and early stopping "
+                                 "need validation data (check the store's folds)")
+        if len(train) == 0:
+            raise EmotionMXError("the training split is empty")
+        self.local_bs = max(1, cfg.batch_size // worker.num_workers)
+        if self.local_bs < len(self.contexts):
+            raise EmotionMXError(f"batch_size {cfg.batch_size} over {worker.num_workers} worker(s) leaves "
+                                 f"{self.local_bs} rows per worker for {len(self.contexts)} contexts; raise batch_size")
+        if self.aux_weight > 0 and not getattr(net, "has_experts", False):
+            raise EmotionMXError(f"loss.aux_weight is {self.aux_weight} but {type(net).__name__} has no unimodal "
+                                 "experts; use mid with experts: true or late with combine: product")
 
-    opt_name, opt_params = make_optimizer(cfg.optim)
-    # dist: the Trainer stays local (kvstore=None) and GradientSync all-reduces over the workers
-    # (Trainer's own dist path reduces in place with pushpull, which raced in MXNet 1.9.1)
-    trainer = gluon.Trainer(net.collect_params(), opt_name, opt_params,
-                            kvstore=None if worker.distributed else worker.kvstore, update_on_kvstore=False)
-    sync = GradientSync(worker, net.collect_params()) if worker.distributed else None
-    scaler = DynamicLossScaler() if precision == "float16" else None
-    plateau = PlateauTracker(cfg.optim.plateau_factor, cfg.optim.plateau_patience)
-    state = {"best_score": -1.0, "best_epoch": 0, "bad_epochs": 0, "stopped_early": False, "history": []}
+    def targets(self, train, idx, ys):
+        """Per-context argument tuples of the loss after the model output."""
+        return [(yy,) for yy in ys]
 
-    start_epoch = 0
-    if resume:
-        stem = latest_checkpoint(run_dir)
-        if stem is None:
-            echo(f"--resume: no checkpoint in {run_dir}/checkpoints; starting from epoch 1")
+    def compute_forward(self, xs):
+        """Per context: :func:`~emotion_mx.models.fusion.training_outputs` of the model."""
+        return [training_outputs(self.net, self.net(*[x[i] for x in xs])) for i in range(len(self.contexts))]
+
+    def compute_objectives(self, outs, targets):
+        """Per context: the loss (B,) of the model outputs."""
+        return [self.loss_fn(o["logits"], *tg) for o, tg in zip(outs, targets)]
+
+    def on_stage_start(self, stage, epoch):
+        if stage == "train":
+            mx.random.seed(_mx_seed(self.cfg.seed, epoch, self.worker.rank), ctx="all")
+
+    def on_stage_end(self, stage, epoch, stats):
+        """``valid``: selection, early stopping, checkpoint, logs; returns the history row."""
+        if stage != "valid":
+            return None
+        cfg, state, chief = self.cfg, self.state, self.chief
+        vm, score, epoch_no = stats["metrics"], stats["score"], epoch + 1
+        improved = score > state["best_score"]
+        if improved:
+            state["best_score"], state["best_epoch"], state["bad_epochs"] = score, epoch_no, 0
+            if chief:
+                _save_best(self.net, self.run_dir, epoch_no, vm)
         else:
-            meta = load_checkpoint(stem, net, trainer, contexts)
-            start_epoch = int(meta["epoch"])
-            state = meta["state"]
-            plateau.load_state_dict(state["plateau"])
-            if scaler is not None and state.get("loss_scaler"):
-                scaler.load_state_dict(state["loss_scaler"])
-            if chief:
-                echo(f"resuming {run_dir} after epoch {start_epoch} "
-                     f"(best validation UA {state['best_score']:.4f} at epoch {state['best_epoch']})")
-            if state["stopped_early"] or start_epoch >= cfg.epochs:
-                echo("the run had already finished; nothing to do")
-                return _result(state, start_epoch, run_dir, net)
+            state["bad_epochs"] += 1
+        self.plateau.update(score)
+        if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
+            state["stopped_early"] = True
+        tr = stats["train"]
+        row = {"epoch": epoch_no, "lr": tr["lr"], "train_loss": tr["loss"] / max(1, tr["rows"]),
+               "train_accuracy": tr["correct"] / max(1, tr["rows"]),
+               "valid_loss": vm.get("loss") if vm else None,
+               "valid_accuracy": vm["accuracy"] if vm else None,
+               "valid_unweighted_accuracy": score,
+               "valid_macro_f1": vm["macro_f1"] if vm else None,
+               "valid_weighted_f1": vm["weighted_f1"] if vm else None,
+               "seconds": round(time.time() - tr["t0"], 3), "skipped_steps": tr["skipped"],
+               "loss_scale": self.scaler.scale if self.scaler is not None else None}
+        state["history"].append(row)
+        state["plateau"] = self.plateau.state_dict()
+        state["loss_scaler"] = self.scaler.state_dict() if self.scaler is not None else None
+        if chief:
+            save_checkpoint(self.run_dir, epoch_no, self.net, self.trainer, state)
+            prune_checkpoints(self.run_dir, cfg.keep_checkpoints)
+            self.logger.epoch(state["history"])
+            self.echo(f"epoch {epoch_no}: train loss {row['train_loss']:.4f} WA {row['train_accuracy']:.3f} | "
+                      f"valid loss {row['valid_loss']:.4f} WA {row['valid_accuracy']:.3f} "
+                      f"UA {score:.3f}{' *' if improved else ''} | lr {row['lr']:.2e} | {row['seconds']:.1f} s")
+        return row
 
-    logger = _RunLogger(run_dir, chief, start_epoch, tensorboard=tensorboard)
-    params = [p for p in net.collect_params().values() if p.grad_req != "null"]
-    n_local = len(train)
-    # every worker must take the same number of steps: round-robin shards differ by at most one
-    # row, so each uses floor(total / workers) rows of its shard per epoch
-    n_rows = int(round(worker.allreduce_sum([n_local])[0])) // worker.num_workers
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            t0 = time.time()
-            mx.random.seed(_mx_seed(cfg.seed, epoch, worker.rank), ctx="all")
-            batches = epoch_batches(n_local, local_bs, seed=cfg.seed, epoch=epoch, rank=worker.rank,
-                                    min_rows=len(contexts), limit=n_rows)
-            steps_per_epoch = len(batches)
-            tot_rows, skipped, lr = 0, 0, cfg.optim.lr
-            # running sums stay on the devices: reading them every step would block the Python
-            # loop on each forward/backward instead of letting it prepare the next batch
-            acc_loss = [mx.nd.zeros((1,), ctx=c) for c in contexts]
-            acc_correct = [mx.nd.zeros((1,), ctx=c) for c in contexts]
-            bar = _progress(batches, progress and chief, f"epoch {epoch + 1}/{cfg.epochs}")
-            for step, idx in enumerate(bar):
-                lr = learning_rate(cfg.optim, cfg.epochs, epoch, step, steps_per_epoch, plateau.scale)
-                trainer.set_learning_rate(lr)
-                batch, y = train.take(idx)
-                batch = augment_batch(batch, idx, cfg.augment, seed=cfg.seed, epoch=epoch, mel_bins=mel_bins)
-                xs = [gluon.utils.split_and_load(batch[n], contexts, even_split=False) for n in names]
-                ys = gluon.utils.split_and_load(y.astype(np.float32), contexts, even_split=False)
-                targets = [(yy,) for yy in ys]
-                if train.teacher_logits is not None:   # DistillationLoss(student, teacher, label)
-                    ts = gluon.utils.split_and_load(train.teacher_logits[idx], contexts, even_split=False)
-                    targets = [(t, yy) for t, yy in zip(ts, ys)]
-                tfeats = (gluon.utils.split_and_load(train.teacher_features[idx], contexts, even_split=False)
-                          if feature_loss is not None else None)
-                scale = scaler.scale if scaler is not None else 1.0
-                with autograd.record():
-                    raw = [training_outputs(net, net(*[x[i] for x in xs])) for i in range(len(contexts))]
-                    outs = [r["logits"] for r in raw]
-                    losses = [loss_fn(o, *tg) for o, tg in zip(outs, targets)]      # (B,) per context
-                    if aux_weight > 0:      # + weighted expert losses
-                        losses = [l + aux_weight * expert_loss(loss_fn, r["experts"], r["presence"], tg)
-                                  for l, r, tg in zip(losses, raw, targets)]
-                    if feature_loss is not None:   # + feature-level distillation
-                        losses = [l + feature_loss(r["features"], tf) for l, r, tf in zip(losses, raw, tfeats)]
-                    scaled = [l.sum() * scale for l in losses] if scaler is not None else losses
-                autograd.backward(scaled)
-                global_rows = len(idx) * worker.num_workers
-                if sync is not None:
-                    sync.allreduce_grads()          # over this worker's contexts, then the workers
-                else:
-                    trainer.allreduce_grads()       # over the contexts (kvstore 'device'/'local')
-                if scaler is None or scaler.check(params):
-                    trainer.update(global_rows * scale)
-                else:
-                    skipped += 1
-                for i, (l, o, yy) in enumerate(zip(losses, outs, ys)):
-                    acc_loss[i] += l.astype("float32").sum()
-                    acc_correct[i] += (o.astype("float32").argmax(axis=1) == yy).sum()
-                tot_rows += len(idx)
-                if hasattr(bar, "set_postfix") and (step % 10 == 0 or step == steps_per_epoch - 1):
-                    running = sum(float(a.asscalar()) for a in acc_loss)
-                    bar.set_postfix(loss=f"{running / tot_rows:.4f}", lr=f"{lr:.2e}")
-            tot_loss = sum(float(a.asscalar()) for a in acc_loss)
-            tot_correct = int(round(sum(float(a.asscalar()) for a in acc_correct)))
-            if not math.isfinite(tot_loss):
-                raise EmotionMXError(f"epoch {epoch + 1}: the training loss is not finite; lower "
-                                     "optim.lr or set optim.clip_gradient")
+    # ---- set-up ------------------------------------------------------------------------------
+    def setup(self, train):
+        """Losses, parameters (same seed on every worker; the kvstore also broadcasts rank 0's
+        values), optimizer, gradient sync, loss scaler and plateau tracker."""
+        cfg, net, contexts, worker = self.cfg, self.net, self.contexts, self.worker
+        num_classes = len(self.labels)
+        if self.class_counts is None:
+            self.class_counts = np.bincount(train.labels, minlength=num_classes)
+        if self.loss_fn is None:
+            self.loss_fn = make_loss(cfg.loss, num_classes, self.class_counts)
+        self.loss_fn.initialize(ctx=contexts)
+        self.setup_losses()
+        self.eval_loss = make_loss(cfg.loss, num_classes, self.class_counts)
+        self.eval_loss.initialize(ctx=contexts[0])
+        wanted = self.outputs_wanted()
+        if wanted:
+            if not hasattr(net, "set_training_outputs"):
+                raise EmotionMXError(f"{type(net).__name__} cannot return its features; feature distillation "
+                                     "needs an emotion_mx fusion model")
+            net.set_training_outputs(**wanted)
+        if self.aux_weight == 0 and getattr(net, "experts_need_loss", False):
+            raise EmotionMXError(f"{type(net).__name__}'s unimodal experts learn only from their own losses; "
+                                 "set loss.aux_weight > 0 (e.g. 1.0)")
+        mx.random.seed(cfg.seed, ctx="all")
+        net.initialize(mx.init.Xavier(), ctx=contexts)
+        if cfg.hybridize:
+            net.hybridize(static_alloc=True)
+            self.loss_fn.hybridize(static_alloc=True)
+        materialize(net, train, self.names, contexts)
+        if self.warm_start is not None:
+            apply_warm_start(net, *self.warm_start)
+        opt_name, opt_params = make_optimizer(cfg.optim)
+        # dist: the Trainer stays local (kvstore=None) and GradientSync all-reduces over the workers
+        # (Trainer's own dist path reduces in place with pushpull, which raced in MXNet 1.9.1)
+        self.trainer = gluon.Trainer(net.collect_params(), opt_name, opt_params,
+                                     kvstore=None if worker.distributed else worker.kvstore,
+                                     update_on_kvstore=False)
+        self.sync = GradientSync(worker, net.collect_params()) if worker.distributed else None
+        self.scaler = DynamicLossScaler() if self.precision == "float16" else None
+        self.plateau = PlateauTracker(cfg.optim.plateau_factor, cfg.optim.plateau_patience)
+        self.state = {"best_score": -1.0, "best_epoch": 0, "bad_epochs": 0, "stopped_early": False, "history": []}
 
-            # ---- validation on rank 0; every worker gets rank 0's numbers
-            if chief:
-                vm = evaluate_split(net, valid, names, contexts[0], labels, cfg.eval_batch_size, eval_loss)
-                decided = worker.broadcast([vm[SELECTION_METRIC]])
-            else:
-                vm = None
-                decided = worker.broadcast([0.0])
-            score = float(decided[0])
-            epoch_no = epoch + 1
-            improved = score > state["best_score"]
-            if improved:
-                state["best_score"], state["best_epoch"], state["bad_epochs"] = score, epoch_no, 0
-                if chief:
-                    _save_best(net, run_dir, epoch_no, vm)
-            else:
-                state["bad_epochs"] += 1
-            plateau.update(score)
-            if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
-                state["stopped_early"] = True
-            row = {"epoch": epoch_no, "lr": lr, "train_loss": tot_loss / max(1, tot_rows),
-                   "train_accuracy": tot_correct / max(1, tot_rows),
-                   "valid_loss": vm.get("loss") if vm else None,
-                   "valid_accuracy": vm["accuracy"] if vm else None,
-                   "valid_unweighted_accuracy": score,
-                   "valid_macro_f1": vm["macro_f1"] if vm else None,
-                   "valid_weighted_f1": vm["weighted_f1"] if vm else None,
-                   "seconds": round(time.time() - t0, 3), "skipped_steps": skipped,
-                   "loss_scale": scaler.scale if scaler is not None else None}
-            state["history"].append(row)
-            state["plateau"] = plateau.state_dict()
-            state["loss_scaler"] = scaler.state_dict() if scaler is not None else None
-            if chief:
-                save_checkpoint(run_dir, epoch_no, net, trainer, state)
-                prune_checkpoints(run_dir, cfg.keep_checkpoints)
-                logger.epoch(state["history"])
-                echo(f"epoch {epoch_no}: train loss {row['train_loss']:.4f} WA {row['train_accuracy']:.3f} | "
-                     f"valid loss {row['valid_loss']:.4f} WA {row['valid_accuracy']:.3f} "
-                     f"UA {score:.3f}{' *' if improved else ''} | lr {lr:.2e} | {row['seconds']:.1f} s")
-            if state["stopped_early"]:
-                if chief:
-                    echo(f"early stopping: validation UA has not improved for {cfg.patience} epochs "
-                         f"(best {state['best_score']:.4f} at epoch {state['best_epoch']})")
-                break
-    finally:
-        logger.close()
-    worker.barrier()
-    return _result(state, len(state["history"]), run_dir, net)
+    def setup_losses(self):
+        """Initialise extra losses (variants)."""
+
+    def resume(self):
+        """Load the newest checkpoint; returns the epoch to start from, or None if finished."""
+        stem = latest_checkpoint(self.run_dir)
+        if stem is None:
+            self.echo(f"--resume: no checkpoint in {self.run_dir}/checkpoints; starting from epoch 1")
+            return 0
+        meta = load_checkpoint(stem, self.net, self.trainer, self.contexts)
+        start_epoch = int(meta["epoch"])
+        self.state = state = meta["state"]
+        self.plateau.load_state_dict(state["plateau"])
+        if self.scaler is not None and state.get("loss_scaler"):
+            self.scaler.load_state_dict(state["loss_scaler"])
+        if self.chief:
+            self.echo(f"resuming {self.run_dir} after epoch {start_epoch} "
+                      f"(best validation UA {state['best_score']:.4f} at epoch {state['best_epoch']})")
+        if state["stopped_early"] or start_epoch >= self.cfg.epochs:
+            self.echo("the run had already finished; nothing to do")
+            self.finished_at = start_epoch
+            return None
+        return start_epoch
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def fit(self, train, valid, resume=False):
+        """Train on ``train`` (this worker's shard when distributed); select on ``valid`` (rank 0
+        only).  Writes RUN/checkpoints, RUN/best.params, RUN/best.json, RUN/metrics.csv,
+        RUN/curves.png and RUN/tensorboard (rank 0).  Returns :class:`FitResult`."""
+        self.check(train, valid)
+        self.setup(train)
+        start_epoch = self.resume() if resume else 0
+        if start_epoch is None:
+            return self._result(self.finished_at)
+        cfg, worker = self.cfg, self.worker
+        self.logger = _RunLogger(self.run_dir, self.chief, start_epoch, tensorboard=self.tensorboard)
+        self.params = [p for p in self.net.collect_params().values() if p.grad_req != "null"]
+        # every worker must take the same number of steps: round-robin shards differ by at most one
+        # row, so each uses floor(total / workers) rows of its shard per epoch
+        n_rows = int(round(worker.allreduce_sum([len(train)])[0])) // worker.num_workers
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                self.on_stage_start("train", epoch)
+                batches = epoch_batches(len(train), self.local_bs, seed=cfg.seed, epoch=epoch, rank=worker.rank,
+                                        min_rows=len(self.contexts), limit=n_rows)
+                stats = self.train_epoch(train, batches, epoch)
+                self.on_stage_start("valid", epoch)
+                self.on_stage_end("valid", epoch, dict(self.validate(valid), train=stats))
+                if self.state["stopped_early"]:
+                    if self.chief:
+                        self.echo(f"early stopping: validation UA has not improved for {cfg.patience} epochs "
+                                  f"(best {self.state['best_score']:.4f} at epoch {self.state['best_epoch']})")
+                    break
+        finally:
+            self.logger.close()
+        worker.barrier()
+        return self._result(len(self.state["history"]))
+
+    def train_epoch(self, train, batches, epoch):
+        cfg, contexts = self.cfg, self.contexts
+        stats = {"t0": time.time(), "rows": 0, "skipped": 0, "lr": cfg.optim.lr}
+        # running sums stay on the devices: reading them every step would block the Python
+        # loop on each forward/backward instead of letting it prepare the next batch
+        self.acc_loss = [mx.nd.zeros((1,), ctx=c) for c in contexts]
+        self.acc_correct = [mx.nd.zeros((1,), ctx=c) for c in contexts]
+        bar = _progress(batches, self.progress and self.chief, f"epoch {epoch + 1}/{cfg.epochs}")
+        for step, idx in enumerate(bar):
+            stats["lr"] = learning_rate(cfg.optim, cfg.epochs, epoch, step, len(batches), self.plateau.scale)
+            self.trainer.set_learning_rate(stats["lr"])
+            stats["skipped"] += self.fit_batch(train, idx, epoch)
+            stats["rows"] += len(idx)
+            if hasattr(bar, "set_postfix") and (step % 10 == 0 or step == len(batches) - 1):
+                running = sum(float(a.asscalar()) for a in self.acc_loss)
+                bar.set_postfix(loss=f"{running / stats['rows']:.4f}", lr=f"{stats['lr']:.2e}")
+        stats["loss"] = sum(float(a.asscalar()) for a in self.acc_loss)
+        stats["correct"] = int(round(sum(float(a.asscalar()) for a in self.acc_correct)))
+        if not math.isfinite(stats["loss"]):
+            raise EmotionMXError(f"epoch {epoch + 1}: the training loss is not finite; lower "
+                                 "optim.lr or set optim.clip_gradient")
+        self.on_stage_end("train", epoch, stats)
+        return stats
+
+    def fit_batch(self, train, idx, epoch):
+        """One optimisation step on rows ``idx``; returns 1 if the loss scaler skipped it."""
+        cfg, contexts = self.cfg, self.contexts
+        batch, y = train.take(idx)
+        batch = augment_batch(batch, idx, cfg.augment, seed=cfg.seed, epoch=epoch, mel_bins=self.mel_bins)
+        xs = [gluon.utils.split_and_load(batch[n], contexts, even_split=False) for n in self.names]
+        ys = gluon.utils.split_and_load(y.astype(np.float32), contexts, even_split=False)
+        targets = self.targets(train, idx, ys)
+        scale = self.scaler.scale if self.scaler is not None else 1.0
+        with autograd.record():
+            outs = self.compute_forward(xs)
+            losses = self.compute_objectives(outs, targets)                        # (B,) per context
+            scaled = [l.sum() * scale for l in losses] if self.scaler is not None else losses
+        autograd.backward(scaled)
+        global_rows = len(idx) * self.worker.num_workers
+        if self.sync is not None:
+            self.sync.allreduce_grads()          # over this worker's contexts, then the workers
+        else:
+            self.trainer.allreduce_grads()       # over the contexts (kvstore 'device'/'local')
+        skipped = 0
+        if self.scaler is None or self.scaler.check(self.params):
+            self.trainer.update(global_rows * scale)
+        else:
+            skipped = 1
+        for i, (l, o, yy) in enumerate(zip(losses, outs, ys)):
+            self.acc_loss[i] += l.astype("float32").sum()
+            self.acc_correct[i] += (o["logits"].astype("float32").argmax(axis=1) == yy).sum()
+        return skipped
+
+    def validate(self, valid):
+        """Validation on rank 0; every worker gets rank 0's selection score."""
+        if self.chief:
+            vm = evaluate_split(self.net, valid, self.names, self.contexts[0], self.labels,
+                                self.cfg.eval_batch_size, self.eval_loss)
+            decided = self.worker.broadcast([vm[SELECTION_METRIC]])
+        else:
+            vm = None
+            decided = self.worker.broadcast([0.0])
+        return {"metrics": vm, "score": float(decided[0])}
+
+    def _result(self, epochs_run):
+        s = self.state
+        return FitResult(best_epoch=s["best_epoch"], best_score=s["best_score"], epochs_run=epochs_run,
+                         stopped_early=s["stopped_early"], history=s["history"], run_dir=self.run_dir, net=self.net)
+
+
+class ExpertLosses(Trainer):
+    """+ ``loss.aux_weight`` x the loss of each unimodal expert on the samples where its
+    modality is present (models with experts: mid with experts=true, late with combine=product)."""
+
+    def outputs_wanted(self):
+        return dict(super().outputs_wanted(), experts=True)
+
+    def compute_objectives(self, outs, targets):
+        losses = super().compute_objectives(outs, targets)
+        return [l + self.aux_weight * expert_loss(self.loss_fn, o["experts"], o["presence"], tg)
+                for l, o, tg in zip(losses, outs, targets)]
+
+
+class Distillation(Trainer):
+    """Soft targets: ``loss_fn`` is a :class:`~emotion_mx.training.losses.DistillationLoss`
+    called as ``loss(student, teacher_logits, label)``; with ``feature_loss`` (e.g.
+    :class:`~emotion_mx.training.losses.SimilarityKDLoss`) + a comparison of the model's
+    features with ``train.teacher_features``."""
+
+    def __init__(self, net, cfg, *, feature_loss=None, **kw):
+        super().__init__(net, cfg, **kw)
+        self.feature_loss = feature_loss
+
+    def check(self, train, valid):
+        super().check(train, valid)
+        if self.loss_fn is None or train.teacher_logits is None:
+            raise ValueError("distillation needs both train.teacher_logits and a DistillationLoss loss_fn")
+        if (self.feature_loss is not None) != (train.teacher_features is not None):
+            raise ValueError("feature distillation needs both train.teacher_features and a feature_loss")
+
+    def outputs_wanted(self):
+        wanted = super().outputs_wanted()
+        return dict(wanted, features=True) if self.feature_loss is not None else wanted
+
+    def setup_losses(self):
+        if self.feature_loss is not None:
+            self.feature_loss.initialize(ctx=self.contexts)
+
+    def targets(self, train, idx, ys):
+        ts = gluon.utils.split_and_load(train.teacher_logits[idx], self.contexts, even_split=False)
+        if self.feature_loss is not None:
+            self.tfeats = gluon.utils.split_and_load(train.teacher_features[idx], self.contexts, even_split=False)
+        return [(t, yy) for t, yy in zip(ts, ys)]
+
+    def compute_objectives(self, outs, targets):
+        losses = super().compute_objectives(outs, targets)
+        if self.feature_loss is None:
+            return losses
+        return [l + self.feature_loss(o["features"], tf) for l, o, tf in zip(losses, outs, self.tfeats)]
+
+
+def fit(net, train, valid, cfg, *, run_dir, labels, modalities, resume=False, loss_fn=None, feature_loss=None,
+        **kw):
+    """Train ``net`` (built, not initialised) with the :class:`Trainer` the configuration needs:
+    + :class:`ExpertLosses` when ``cfg.loss.aux_weight`` > 0, + :class:`Distillation` when
+    ``train`` carries teacher logits (then ``loss_fn`` is the distillation loss).  Other
+    keywords: those of :class:`Trainer`.  Returns :class:`FitResult`."""
+    variants = []
+    if loss_fn is not None or train.teacher_logits is not None or feature_loss is not None:
+        variants.append(Distillation)
+        kw["feature_loss"] = feature_loss
+    if float(cfg.loss.aux_weight) > 0:
+        variants.append(ExpertLosses)
+    cls = type("Trainer", (*variants, Trainer), {}) if variants else Trainer
+    trainer = cls(net, cfg, run_dir=run_dir, labels=labels, modalities=modalities, loss_fn=loss_fn, **kw)
+    return trainer.fit(train, valid, resume=resume)
 
 
 def _save_best(net, run_dir, epoch, vm):
-    from ..artifacts import BEST_PARAMS
     with atomic_path(os.path.join(run_dir, BEST_PARAMS)) as tmp:
         net.save_parameters(tmp)
     write_json(os.path.join(run_dir, BEST_JSON), {"epoch": epoch, "split": "valid", "metrics": vm})
 
 
-def _result(state, epochs_run, run_dir, net):
-    return FitResult(best_epoch=state["best_epoch"], best_score=state["best_score"], epochs_run=epochs_run,
-                     stopped_early=state["stopped_early"], history=state["history"], run_dir=run_dir, net=net)
-
-
 def _progress(batches, enabled, desc):
     if not enabled:
         return batches
-    from tqdm import tqdm
     # disable=None: no bar when stderr is not a terminal (CI logs, nohup)
     return tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None)

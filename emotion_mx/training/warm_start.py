@@ -15,6 +15,8 @@ Stages: (1) resolve each modality's run directory (``{fold}``/``{seed}`` filled 
 """
 import os
 
+import mxnet as mx
+
 from .. import artifacts
 from ..errors import EmotionMXError
 
@@ -36,7 +38,6 @@ def expand_run_template(template, *, fold, seed, where="init.encoders"):
 def resolve_warm_start(init_cfg, *, fold, seed, store_path, spec):
     """``{structural param name: NDArray}`` for every encoder named in ``init_cfg.encoders``,
     plus ``{modality: run_dir}`` for the record.  ``spec`` is the new run's model spec."""
-    import mxnet as mx
     arrays, sources = {}, {}
     for m, template in sorted(init_cfg.encoders.items()):
         # 1. the source run of this fold
@@ -57,8 +58,9 @@ def resolve_warm_start(init_cfg, *, fold, seed, store_path, spec):
         if m not in src.get("modalities", []):
             raise EmotionMXError(f"{where}: that run has no {m} encoder (modalities {src.get('modalities')})")
         for key in SPEC_KEYS_MUST_MATCH:
-            if key in spec and key in src and src[key] != spec[key]:
-                raise EmotionMXError(f"{where}: {key} is {src.get(key)!r} there and {spec.get(key)!r} here")
+            there, here = getattr(src.data, key), getattr(spec.data, key)
+            if there is not None and here is not None and there != here:
+                raise EmotionMXError(f"{where}: {key} is {there!r} there and {here!r} here")
         # 3. the encoder's weights (structural names, as Block.save_parameters writes them)
         prefix = f"{m}_enc."
         try:
