@@ -75,7 +75,7 @@ class HopAudioCache:
         self.computed = self.reused = 0
 
     def parts(self, wave, start, sample_rate, n_fft, hop, prosody):
-            n = len(wave)
+        n = len(wave)
         lengths = fa.part_frame_lengths(sample_rate, n_fft)
         names = ["power"] + (["zcr", "f0"] if prosody else [])
         edge = -(-max(lengths[k] for k in names) // 2 // hop) + 1   # frames whose analysis frame may pass an edge
@@ -183,7 +183,7 @@ class FaceTracker:
 
     def track(self, gray):
         """The square moved to where the face is in ``gray`` (H, W), or None (lost)."""
-            x0, y0, side = self.square
+        x0, y0, side = self.square
         h, w = gray.shape
         if x0 + side > w or y0 + side > h:                  # frame size changed
             return None
