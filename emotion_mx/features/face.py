@@ -142,7 +142,7 @@ def _haar_largest_face(gray, min_face, near=None):
 
     ``near = (x, y, w, h)``: a face seen there a moment ago (streaming); only the region around it
     is searched, at face sizes from half to twice its size, with the same image scale and
-    cascade settings as a whole-frame search (5x cheaper on a 640x360 frame)."""
+    cascade settings as a whole-frame search (much cheaper: a small region, few scales)."""
     side = min(gray.shape)
     scale = max(DETECT_MIN_SIDE / side, min(1.0, DETECT_MAX_SIDE / side))
     scale = max(scale, HAAR_WINDOW / max(min_face, 1))   # keep min_face >= the cascade window

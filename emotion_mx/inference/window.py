@@ -162,8 +162,8 @@ FULL_EVERY = 4          # every 4th detection searches the whole frame, the othe
 class FaceTracker:
     """Between two detections, follow the face square with template matching (OpenCV
     ``matchTemplate``, normalised correlation, on a ``TRACK_SIDE`` px template of the face cut
-    at the last detection): under a millisecond per frame against 30-40 ms for a Haar detection
-    on a 640x360 frame.  The opencv-python-headless wheel has no KCF/CSRT (contrib) trackers,
+    at the last detection): a small resize and one ``matchTemplate``, far cheaper than a Haar
+    detection on a 640x360 frame.  The opencv-python-headless wheel has no KCF/CSRT (contrib) trackers,
     and MIL costs more than it saves here.
 
     Drift check: a match weaker than ``TRACK_MIN_SCORE`` (the face turned, left or was covered)
@@ -223,7 +223,7 @@ class FaceCache:
     ``detect_every = k`` (stream option ``--detect-every``, raised by the quality levels of
     :mod:`.quality`): the detector runs on every k-th new frame, and a :class:`FaceTracker`
     follows the face square on the frames in between (detecting again as soon as it loses the
-    face).  While a face is tracked, detections search near it (Haar: 5x cheaper), and every
+    face).  While a face is tracked, detections search near it (Haar: a small region, few scales), and every
     ``FULL_EVERY``-th detection, or one after the face is lost, searches the whole frame (a new,
     larger face is found within ``FULL_EVERY * k`` frames).  ``frame_side`` (quality levels)
     downscales frames before detection and cropping."""
