@@ -95,7 +95,8 @@ def extract_item(item, root, cfg):
         from .features.face import extract_faces
         faces = extract_faces(path, is_image=not item.video, start=item.start, end=item.end,
                               num_frames=f.num_frames, size=f.size, grayscale=f.grayscale,
-                              margin=f.margin, detect=f.detect, min_face=f.min_face)
+                              margin=f.margin, detect=f.detect, min_face=f.min_face,
+                              detector=f.detector, detector_model=f.detector_model)
         arrays["frames"] = faces["frames"]                    # (N, C, S, S) uint8
         arrays["face_found"] = faces["face_found"]            # (N,)
         arrays["frame_times"] = faces["times"]                # (N,)
@@ -195,7 +196,11 @@ def _process_chunk(chunk, root, cfg, store_dir, shard_name, chash=None):
 # --------------------------------------------------------------------------------------------
 
 def _config_hash(cfg, root):
-    data = json.dumps({"cfg": to_dict(cfg), "root": os.path.realpath(root)}, sort_keys=True)
+    d = to_dict(cfg)
+    face = d.get("face", {})
+    if face.get("detector") == "haar" and face.get("detector_model") is None:
+        face.pop("detector"), face.pop("detector_model")    # stores built before these keys still resume
+    data = json.dumps({"cfg": d, "root": os.path.realpath(root)}, sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 

@@ -442,8 +442,12 @@ class FaceConfig:
     margin: float = 0.2
     detect: bool = True
     min_face: int = 24
+    detector: str = "haar"                  # 'haar' | 'yunet' (emotion_mx.features.face.DETECTORS)
+    detector_model: Optional[str] = None    # YuNet ONNX file [$EMOTION_MX_YUNET_MODEL]
 
     def __post_init__(self):
+        if self.detector not in ("haar", "yunet"):
+            raise ValueError(f"face.detector must be 'haar' or 'yunet', got {self.detector!r}")
         _check_range("face.num_frames", self.num_frames, 1, 1024)
         _check_range("face.size", self.size, 8, 1024)
         _check_range("face.margin", self.margin, 0, 2)

@@ -176,6 +176,12 @@ def test_cli_summary_and_errors(setup, tmp_path):
                           "--transcript", str(tmp_path / "none.srt")], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: transcript file not found")
     assert "Traceback" not in bad.stderr
+    assert summary["faces"]["detect_every"] == 5            # the CLI default: tracking between detections
+    env = {k: v for k, v in os.environ.items() if k != "EMOTION_MX_YUNET_MODEL"}
+    bad = subprocess.run([sys.executable, TOOL, "--model", setup["model"], "--video", setup["clip"],
+                          "--face-detector", "yunet"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: face.detector 'yunet' needs face_detection_yunet")
 
 
 def test_open_sources_errors(setup):

@@ -7,6 +7,7 @@
     python tools/stream.py --model DIR --camera 0 [--mic] [--max-seconds 60]
     python tools/stream.py --model DIR --mic                         # microphone only
     ... [--latency-budget 0.5]    # degrade quality when behind (docs/inference.md "Quality levels")
+    ... [--face-detector auto|haar|yunet] [--detect-every 5]   # face detection cost (README "Prediction and streaming")
 
 One JSON line per window (start, end, label, probabilities, modalities present, latency_ms,
 smoothed track), then a summary line {"summary": {...}} with latency statistics, the realtime
@@ -35,11 +36,17 @@ import click
               help="Release file data at wall-clock pace, or as fast as possible (same outputs).")
 @click.option("--latency-budget", type=click.FloatRange(min=0.0, min_open=True),
               help="Seconds per window (latency or lag); when over, quality steps down, and back up when load falls.")
+@click.option("--face-detector", type=click.Choice(["auto", "haar", "yunet"]), default="auto", show_default=True,
+              help="auto: YuNet when its model file is found (face.detector_model or $EMOTION_MX_YUNET_MODEL), "
+                   "else the model's own detector.")
+@click.option("--detect-every", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Detect faces on every k-th new frame; a template tracker follows the face in between "
+                   "(1: detect on every frame, as when the store was built).")
 @click.option("--max-seconds", type=click.FloatRange(min=0.0, min_open=True), help="Stop a live stream after this long.")
 @click.option("--runtime", type=click.Choice(["auto", "mxnet", "onnxruntime"]), default="auto", show_default=True,
               help="auto: the faster one measured at export (runtime.json); printed on stderr.")
 def main(model_dir, video, camera, mic, audio, transcript, out, window, hop, tolerance, ema, min_partial,
-         realtime, latency_budget, max_seconds, runtime):
+         realtime, latency_budget, face_detector, detect_every, max_seconds, runtime):
     from emotion_mx.fileio import atomic_path
     from emotion_mx.inference.predict import Predictor
     from emotion_mx.inference.stream import StreamRunner, open_sources
@@ -49,7 +56,8 @@ def main(model_dir, video, camera, mic, audio, transcript, out, window, hop, tol
     click.echo(predictor.runtime_message, err=True)
     cues = read_subtitles(transcript) if transcript else None
     runner = StreamRunner(predictor, window=window, hop=hop, tolerance=tolerance, ema=ema, cues=cues,
-                          min_partial=min_partial, latency_budget=latency_budget)
+                          min_partial=min_partial, latency_budget=latency_budget, face_detector=face_detector,
+                          detect_every=detect_every)
     sources, live = open_sources(predictor.modalities, predictor.config.audio.sample_rate, video=video,
                                  camera=camera, mic=mic, audio=audio, max_seconds=max_seconds)
 

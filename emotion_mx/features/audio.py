@@ -219,9 +219,9 @@ def _framing(sample_rate, win_ms, hop_ms):
     return int(round(sample_rate * win_ms / 1000.0)), int(round(sample_rate * hop_ms / 1000.0))
 
 
-def _power_spectrogram(wave, n_fft, hop):
+def _power_spectrogram(wave, n_fft, hop, center=True):
     spec = librosa.stft(np.asarray(wave, dtype=np.float32), n_fft=n_fft, hop_length=hop,
-                        win_length=n_fft, center=True)
+                        win_length=n_fft, center=center)
     return np.abs(spec) ** 2  # (1 + n_fft // 2, T)
 
 
@@ -250,21 +250,21 @@ def _mfcc(logmel_db, n_mfcc, deltas):
     return np.concatenate([mfcc, d1, d2], axis=0)  # (3 * n_mfcc, T)
 
 
-def _prosody(wave, power, sample_rate, n_fft, hop):
+def _prosody(power, zcr, f0, n_fft):
     """``(4, T)``: RMS energy, zero-crossing rate, F0 in Hz (0 when unvoiced), voiced 0/1."""
     rms = librosa.feature.rms(S=np.sqrt(power), frame_length=n_fft)[0]  # (T,)
-    zcr = librosa.feature.zero_crossing_rate(wave, frame_length=n_fft, hop_length=hop,
-                                             center=True)[0]  # (T,)
-    f0 = _yin(wave, sample_rate, hop)  # (T,)
     voiced = _voicing(rms, zcr, f0)  # (T,) bool
     return np.stack([rms, zcr, np.where(voiced, f0, 0.0), voiced.astype(np.float32)])
 
 
-def _yin(wave, sample_rate, hop):
-    frame_length = 1 << int(np.ceil(np.log2(sample_rate * F0_WINDOW_MS / 1000.0)))  # 1024 @16k
+def _yin_frame_length(sample_rate):
+    return 1 << int(np.ceil(np.log2(sample_rate * F0_WINDOW_MS / 1000.0)))  # 1024 @16k
+
+
+def _yin(wave, sample_rate, hop, center=True):
     fmax = min(F0_MAX_HZ, sample_rate / 4.0)
     return librosa.yin(wave, fmin=F0_MIN_HZ, fmax=fmax, sr=sample_rate,
-                       frame_length=frame_length, hop_length=hop, center=True)  # (T,)
+                       frame_length=_yin_frame_length(sample_rate), hop_length=hop, center=center)  # (T,)
 
 
 def _voicing(rms, zcr, f0):
@@ -293,11 +293,41 @@ def audio_features(wave, sample_rate=16000, n_mels=64, win_ms=25.0, hop_ms=10.0,
     if not np.all(np.isfinite(wave)):
         raise BadItem("waveform contains NaN/inf samples")
     n_fft, hop = _framing(sample_rate, win_ms, hop_ms)
-    power = _power_spectrogram(wave, n_fft, hop)  # (n_fft // 2 + 1, T)
+    return features_from_parts(frame_parts(wave, sample_rate, n_fft, hop, prosody), sample_rate, n_fft,
+                               n_mels=n_mels, n_mfcc=n_mfcc, deltas=deltas, fmin=fmin, fmax=fmax)
+
+
+def frame_parts(wave, sample_rate, n_fft, hop, prosody=True, center=True):
+    """The per-frame parts of :func:`audio_features`: each frame's values depend only on the
+    samples under it (``{'power': (n_fft // 2 + 1, T), 'zcr': (T,), 'f0': (T,)}``, the last two
+    only with ``prosody``).  ``center=False``: frames start at 0 (no edge padding), so a
+    stream can compute the frames of new samples alone (:class:`emotion_mx.inference.window.HopAudioCache`)."""
+    names = ("power", "zcr", "f0") if prosody else ("power",)
+    return {name: frame_part(name, wave, sample_rate, n_fft, hop, center) for name in names}
+
+
+def frame_part(name, wave, sample_rate, n_fft, hop, center=True):
+    """One part of :func:`frame_parts`: ``'power'`` (n_fft // 2 + 1, T), ``'zcr'`` or ``'f0'`` (T,)."""
+    if name == "power":
+        return _power_spectrogram(wave, n_fft, hop, center)
+    if name == "zcr":
+        return librosa.feature.zero_crossing_rate(wave, frame_length=n_fft, hop_length=hop, center=center)[0]
+    return _yin(wave, sample_rate, hop, center)
+
+
+def part_frame_lengths(sample_rate, n_fft):
+    """Samples under one frame of each part of :func:`frame_parts`."""
+    return {"power": n_fft, "zcr": n_fft, "f0": _yin_frame_length(sample_rate)}
+
+
+def features_from_parts(parts, sample_rate, n_fft, n_mels=64, n_mfcc=20, deltas=True, fmin=50.0, fmax=None):
+    """:func:`audio_features` from the per-frame parts of the whole utterance (the steps that
+    look across frames: deltas, the voicing decision)."""
+    power = parts["power"]
     mel_db = _logmel_from_power(power, sample_rate, n_fft, n_mels, fmin, fmax)  # (n_mels, T)
     feats = {"logmel": mel_db, "mfcc": _mfcc(mel_db, n_mfcc, deltas)}
-    if prosody:
-        feats["prosody"] = _prosody(wave, power, sample_rate, n_fft, hop)  # (4, T)
+    if "f0" in parts:
+        feats["prosody"] = _prosody(power, parts["zcr"], parts["f0"], n_fft)  # (4, T)
     out = {}
     for name, value in feats.items():
         value = np.ascontiguousarray(value.T, dtype=np.float32)  # (T, D)

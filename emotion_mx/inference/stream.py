@@ -24,7 +24,7 @@ from .sources import AudioPipe, CameraFrames, Microphone, Pacer, StreamClock, Vi
 from .quality import LEVELS, QualityController
 from .subtitles import text_between
 from .sync import SyncBuffer, Window
-from .window import FaceCache, window_features
+from .window import FaceCache, HopAudioCache, window_features
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,22 @@ class EMA:
         return self.value
 
 
+def stream_face_config(face_cfg, detector):
+    """The model's face settings with the stream's ``--face-detector``: ``'auto'`` is YuNet when
+    its model file is found (``face.detector_model``, ``$EMOTION_MX_YUNET_MODEL``), else the
+    model's own detector; ``'haar'``/``'yunet'`` as named (YuNet without its file: one error)."""
+    from ..features.face import yunet_model_path
+    if detector == "auto":
+        try:
+            yunet_model_path(face_cfg.detector_model)
+        except EmotionMXError:
+            return face_cfg
+        detector = "yunet"
+    if detector == "yunet":
+        yunet_model_path(face_cfg.detector_model)           # fail early, before the stream starts
+    return dataclasses.replace(face_cfg, detector=detector)
+
+
 def _probs(labels, p):
     return {l: round(float(x), 6) for l, x in zip(labels, p)}
 
@@ -94,7 +110,7 @@ class StreamRunner:
     """Windows of a stream → predictions. ``cues``: subtitle cues (text modality) or None."""
 
     def __init__(self, predictor, window=2.0, hop=0.5, tolerance=0.1, ema=0.5, cues=None, min_partial=None,
-                 latency_budget=None, clock=time.perf_counter):
+                 latency_budget=None, clock=time.perf_counter, detect_every=1, face_detector=None):
         self.predictor = predictor
         self.labels = predictor.labels
         self.modalities = predictor.modalities
@@ -103,7 +119,12 @@ class StreamRunner:
             raise EmotionMXError(f"--transcript given but the model has no text input (it takes {', '.join(self.modalities)})")
         self.window, self.hop, self.tolerance, self.min_partial = window, hop, tolerance, min_partial
         self.ema = EMA(ema)
-        self.face_cache = FaceCache(predictor.config.face)
+        face_cfg = predictor.config.face
+        if face_detector not in (None, face_cfg.detector):
+            face_cfg = stream_face_config(face_cfg, face_detector)
+        self.face_detector = face_cfg.detector
+        self.face_cache = FaceCache(face_cfg, detect_every)   # crops every window's frames
+        self.audio_cache = HopAudioCache()
         self.executor = None    # a one-thread pool for audio features while run() is going
         self.latencies = []
         self.split_ms = []      # (features, model) per window
@@ -163,7 +184,7 @@ class StreamRunner:
         costs = {}
         feats, missing = window_features(w, text, self.predictor.config, self.modalities, self.face_cache,
                                          self.executor, self.predictor.model.settings.audio_feature,
-                                         drop=self._drop(level), costs=costs)
+                                         drop=self._drop(level), costs=costs, audio_cache=self.audio_cache)
         for m, c in costs.items():
             self.costs[m] = c if m not in self.costs else 0.7 * self.costs[m] + 0.3 * c
         t1 = self.clock()
@@ -282,6 +303,8 @@ class StreamRunner:
                         "windows_per_level": {LEVELS[k].name: v for k, v in sorted(self.levels_used.items())},
                         "changes": [{"window": i, "from": a, "to": b, "load_s": x}
                                     for i, a, b, x in self.quality.changes]},
+            "faces": {"detector": self.face_detector, "detect_every": self.face_cache.base_every,
+                      "detections": self.face_cache.detections, "tracked": self.face_cache.tracked},
             "settings": {"window": self.window, "hop": self.hop, "tolerance": self.tolerance,
                          "ema": self.ema.alpha, "model_precision": self.predictor.model.precision},
         }

@@ -181,7 +181,9 @@ class _Embedder:
                                   start=it.start, end=it.end, num_frames=self.face_cfg.get("num_frames", 8),
                                   size=64, grayscale=True, margin=self.face_cfg.get("margin", 0.2),
                                   detect=self.face_cfg.get("detect", True),
-                                  min_face=self.face_cfg.get("min_face", 24))
+                                  min_face=self.face_cfg.get("min_face", 24),
+                                  detector=self.face_cfg.get("detector", "haar"),
+                                  detector_model=self.face_cfg.get("detector_model"))
             emb, logits = self.net(self.mx.nd.array(fer_preprocess(faces["frames"][:, 0])))
             out.append(np.concatenate([emb.asnumpy(), logits.asnumpy()], axis=1).mean(0)[None])  # (1, 135)
         return np.stack(out)                                                   # (N, 1, 135)
