@@ -51,11 +51,14 @@ router = APIRouter()
 class LiveState:
     """The model and stream settings shared by the page's streams."""
 
-    def __init__(self, model_dir, latency_budget=0.5, window=2.0, hop=0.5, tolerance=0.1, ema=0.5):
+    def __init__(self, model_dir, latency_budget=0.5, window=2.0, hop=0.5, tolerance=0.1, ema=0.5,
+                 detect_every=5):
         from ..inference.predict import Predictor
         self.predictor = _Locked(Predictor(model_dir, batch_size=1))
         self.model_dir = model_dir
-        self.settings = dict(latency_budget=latency_budget, window=window, hop=hop, tolerance=tolerance, ema=ema)
+        # detect_every: face detection on every 5th frame, a tracker between (as `emotion-mx stream`)
+        self.settings = dict(latency_budget=latency_budget, window=window, hop=hop, tolerance=tolerance, ema=ema,
+                             detect_every=detect_every)
         self.uploads = tempfile.mkdtemp(prefix="emotion_mx_live_")
         self.files = {}
 
