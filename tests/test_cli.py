@@ -8,6 +8,7 @@ import runpy
 import subprocess
 import sys
 import sysconfig
+import time
 
 import click
 import pytest
@@ -330,9 +331,10 @@ def test_set_reaches_the_run_folder_and_command_json(tiny_store, tmp_path):
 # -- packaging -----------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_fresh_venv_pip_install_serve_extra(tmp_path):
+def test_fresh_venv_pip_install_serve_extra(tmp_path, exported_models):
     """`pip install .[serve]` into a fresh venv, then `emotion-mx --help` and `python -m emotion_mx
-    --help` from outside the repository.  The venv reuses this interpreter's installed
+    --help` from outside the repository, and `emotion-mx serve` from that venv answering a real
+    EmoDB clip (a synthetic tone when EMOTION_MX_DATA is unset) over loopback HTTP.  The venv reuses this interpreter's installed
     dependencies through a .pth line (no downloads); emotion_mx itself, its console script and
     its package data come from the new install."""
     venv = tmp_path / "venv"
@@ -362,3 +364,39 @@ def test_fresh_venv_pip_install_serve_extra(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error: --set optim.lrr=1: unknown key 'optim.lrr'"), r.stderr
     assert os.path.isfile(os.path.join(os.path.dirname(module_file), "..",
                                        "emotion_mx-0.1.0.dist-info", "licenses", "LICENSE"))
+    # the service, from the fresh install, on an exported audio model
+    import httpx
+    from emotion_mx.serve.testing import free_port
+    data = os.environ.get("EMOTION_MX_DATA", "")
+    wavs = sorted(glob.glob(os.path.join(data, "emodb", "wav", "*.wav"))) if data else []
+    if wavs:
+        clip = wavs[0]
+    else:
+        from emotion_mx.inference.testing import tone_wave, write_wav
+        clip = str(tmp_path / "tone.wav")
+        write_wav(clip, tone_wave(2.0), 16000)
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen([str(venv / "bin" / "emotion-mx"), "serve", "--model", exported_models["audio"],
+                               "--host", "127.0.0.1", "--port", str(port)], cwd=str(tmp_path), env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(400):
+            assert server.poll() is None, open(tmp_path / "serve.log").read()[-2000:]
+            try:
+                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        with open(clip, "rb") as f:
+            r = httpx.post(url + "/predict", files={"audio": ("clip.wav", f, "audio/wav")}, timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert httpx.get(url + "/model", timeout=10).status_code == 200
+        assert body["label"] in body["probabilities"] and abs(sum(body["probabilities"].values()) - 1) < 1e-4
+    finally:
+        server.terminate()
+        server.wait(20)
+        log.close()

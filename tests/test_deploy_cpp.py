@@ -2,6 +2,7 @@
 import os
 import shutil
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -208,3 +209,15 @@ def test_cpp_non_finite_input_is_one_error_line(binary, models, npy_inputs, bad)
     np.save(npy_inputs["audio"], x)
     rc, lines = run_raw(binary, _args(models["fp32"], npy_inputs))
     assert rc == 2 and len(lines) == 1 and "NaN or inf" in lines[0] and "'audio'" in lines[0], lines
+
+
+def test_a_binary_older_than_the_cpp_sources_is_rebuilt(tmp_path):
+    """compare_models rebuilds a wrapper built before the C++ sources last changed."""
+    from emotion_mx.deploy.cpp import is_stale
+    binary = tmp_path / "emotion_predict"
+    binary.write_bytes(b"")
+    os.utime(binary, (0, 0))                       # built in 1970: every source is newer
+    assert is_stale(str(binary))
+    future = time.time() + 3600
+    os.utime(binary, (future, future))
+    assert not is_stale(str(binary))

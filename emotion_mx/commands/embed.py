@@ -29,7 +29,11 @@ def embed(data_dir, encoder, checkpoint, context_turns, train_heads, metric):
                f"per item {tuple(info['shape'])} ({info['pooling']} of {info['num_states']} hidden states)")
     if not train_heads:
         return
+    import warnings
+
     from emotion_mx.pretrained.heads import crossval_heads
+    # a fixed-layer head leaves the layer-weighting logits unused, by design
+    warnings.filterwarnings("ignore", message="Parameter .*layer_logits is not used")
     feats, _ = load_embeddings(store, cache.name)
     rows = crossval_heads(store, [feats], metric=metric, log=click.echo)
     path = os.path.join(cache.dir, f"heads-{metric}.json")

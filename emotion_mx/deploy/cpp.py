@@ -43,6 +43,17 @@ def find_binary(build_dir=None):
     return None
 
 
+def is_stale(binary):
+    """True when a C++ source under cpp_deploy/ (src, tools, include, CMakeLists.txt) is newer
+    than ``binary``: a checkout updated since the last build (CMake rebuilds incrementally)."""
+    built = os.path.getmtime(binary)
+    for sub in ("src", "tools", "include"):
+        for root, _, files in os.walk(os.path.join(SOURCE_DIR, sub)):
+            if any(os.path.getmtime(os.path.join(root, f)) > built for f in files):
+                return True
+    return os.path.getmtime(os.path.join(SOURCE_DIR, "CMakeLists.txt")) > built
+
+
 def run(binary, model_dir, inputs, bench=0, threads=0, workdir=None, timeout=300):
     """Run emotion_predict on ``inputs`` (dict name → float32 array, batch first).
 
@@ -99,7 +110,9 @@ def compare_models(model_dirs, data_dir, split="test", fold=0, bench=50, build_d
     on a store split, params size and the C++ latency at batch 1.  Builds the wrapper on
     first use."""
     sidecars = {m: A.read_sidecar(m) for m in model_dirs}     # fail on a bad folder before any work
-    binary = find_binary(build_dir) or build(build_dir or os.path.join(SOURCE_DIR, "build"))
+    binary = find_binary(build_dir)
+    if binary is None or is_stale(binary):        # first use, or the C++ sources changed since
+        binary = build(os.path.dirname(binary) if binary else (build_dir or os.path.join(SOURCE_DIR, "build")))
     rows = []
     for model_dir in model_dirs:
         labels = sidecars[model_dir]["labels"]
