@@ -218,7 +218,11 @@ def test_features_reject_nonfinite_and_empty():
 
 def test_numba_cache_moves_to_a_user_dir_when_librosa_is_read_only(monkeypatch, tmp_path):
     import emotion_mx.features.audio as fa
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    # setenv first so that monkeypatch records the original state and restores it: the function
+    # writes os.environ itself, and a leaked NUMBA_CACHE_DIR (an empty tmp folder) sent every later
+    # subprocess of the suite to compile and write numba's cache concurrently from scratch
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "unset-below")
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(fa.os, "access", lambda path, mode: False)
     fa._numba_cache_dir()
