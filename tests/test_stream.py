@@ -182,6 +182,13 @@ def test_cli_summary_and_errors(setup, tmp_path):
                           "--face-detector", "yunet"], capture_output=True, text=True, cwd=ROOT, env=env)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("error: face.detector 'yunet' needs face_detection_yunet")
+    corrupt = tmp_path / "corrupt.wav"                    # a file no decoder reads: an error, not 0 windows
+    corrupt.write_bytes(b"RIFF garbage, not audio")
+    bad = subprocess.run([sys.executable, TOOL, "--model", setup["model"], "--audio", str(corrupt),
+                          "--no-realtime"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: no audio or video could be read")
+    assert '"summary"' not in bad.stdout
 
 
 def test_open_sources_errors(setup):

@@ -17,6 +17,8 @@ import json
 
 import click
 
+from emotion_mx.errors import EmotionMXError
+
 @click.command()
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Exported model folder (fp32 or INT8).")
 @click.option("--video", type=click.Path(), help="Video file: frames, and its audio track unless --audio.")
@@ -65,6 +67,12 @@ def main(model_dir, video, camera, mic, audio, transcript, out, window, hop, tol
         for row in runner.run(sources, live=live, realtime=realtime):
             write(json.dumps(row))
         summary = {"summary": runner.summary()}
+        received = summary["summary"]["received"]
+        if not live and received["frames"] == 0 and received["audio_chunks"] == 0:
+            # every file source failed before giving any data (e.g. a corrupt file): not a result
+            reasons = "; ".join(f"{getattr(s, 'path', s.kind)}: {s.error}" for s in sources if getattr(s, "error", None))
+            raise EmotionMXError(f"no audio or video could be read ({reasons or 'the inputs are empty'}); "
+                                 "check the files (ffmpeg must be able to decode them)")
         write(json.dumps(summary))
         return summary
 
