@@ -121,18 +121,23 @@ def write_av_clip(path, seconds, fps=10, sr=16000, silent=(), seed=0):
     ``.avi`` with PCM keeps ffmpeg segment seeking sample exact (mkv/mp4 seeking is not).
     Returns ``(path, wave)``.
     """
-    import imageio_ffmpeg
     base = os.path.splitext(path)[0]
     video, audio = base + ".video.avi", base + ".audio.wav"
     write_face_clip(video, seconds, fps)
     wave = tone_wave(seconds, sr, seed=seed, silent=silent)
     write_wav(audio, wave, sr)
+    _mux(video, audio, path)
+    return path, wave
+
+
+def _mux(video, audio, path):
+    """Video stream of ``video`` + audio of ``audio`` → ``path`` (imageio-ffmpeg); inputs removed."""
+    import imageio_ffmpeg
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video, "-i", audio,
            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "pcm_s16le", path]
     subprocess.run(cmd, check=True, capture_output=True)
     os.unlink(video)
     os.unlink(audio)
-    return path, wave
 
 
 def write_vfr_clip(path, segments=((2.0, 25), (2.0, 5)), size=64, sr=16000, seed=0):
@@ -180,7 +185,6 @@ def write_corpus_clip(path, segments, fps=10, frame=(480, 360), face_side=200, s
     Returns ``(path, bounds)``: the ``(start, end)`` seconds of each segment.
     """
     import cv2
-    import imageio_ffmpeg
     import librosa
     base = os.path.splitext(path)[0]
     video, audio = base + ".video.avi", base + ".audio.wav"
@@ -203,11 +207,7 @@ def write_corpus_clip(path, segments, fps=10, frame=(480, 360), face_side=200, s
             shown += 1
     vw.release()
     write_wav(audio, np.concatenate(waves), sr)
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-v", "error", "-i", video, "-i", audio,
-           "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "pcm_s16le", path]
-    subprocess.run(cmd, check=True, capture_output=True)
-    os.unlink(video)
-    os.unlink(audio)
+    _mux(video, audio, path)
     return path, bounds
 
 
