@@ -5,7 +5,8 @@ export, real calibration inputs, INT8 of any exported folder and its structure.
   random weights and an optional smaller architecture for unit tests) +
   :class:`~emotion_mx.models.layer_head.EncoderClassifier`, ready for
   :func:`emotion_mx.artifacts.export_block` (the same graph shape a trained pretrained run exports);
-* :func:`emodb_logmel` — Whisper log-mel of EmoDB clips (calibration and agreement data);
+* :func:`real_inputs` — real inputs per encoder (EmoDB log-mel, ISEAR WordPieces, CK+ faces) for
+  calibration and agreement, :func:`group_split` speaker/subject-disjoint splits;
 * :func:`quantize_exported` — MXNet oneDNN INT8 (:func:`~emotion_mx.deploy.quantize.quantize_symbol`)
   of an exported fp32 folder into a new exported folder: works on any symbol/params + sidecar,
   so on the exported pretrained runs too;
@@ -21,7 +22,8 @@ from ..contract import input_shapes
 from ..errors import EmotionMXError
 from .quantize import DEFAULT_EXCLUDED_OPS, graph_nodes, is_quantized, quantize_symbol
 
-__all__ = ["encoder_classifier", "emodb_logmel", "quantize_exported", "int8_structure", "LENGTHS"]
+__all__ = ["encoder_classifier", "real_inputs", "group_split", "quantize_exported", "int8_structure", "choose_int8",
+           "pooled_features", "fit_head", "LENGTHS"]
 
 MODALITY = {"whisper": "audio", "minilm": "text", "fer": "video"}
 # input lengths of the exported graphs: EmoDB clips are 2.0 s (200 Whisper frames), MiniLM
@@ -72,39 +74,77 @@ def encoder_classifier(name, num_classes=4, pretrained=True, arch=None, labels=N
     return net, spec
 
 
-def emodb_logmel(data_dir, limit=None, frames=LENGTHS["audio_frames"], stride=1):
-    """``({"audio": (N, frames, 80), "audio_mask": (N, frames)}, labels, speakers)`` of EmoDB.
+CORPUS = {"whisper": ("emodb", "emodb"), "minilm": ("isear", "isear"), "fer": ("ckplus", "ckplus48")}
 
-    Clips are resampled to 16 kHz (librosa) and cut or padded to ``frames`` Whisper frames;
-    ``stride``/``limit`` take every k-th clip (all speakers and classes) up to ``limit`` clips.
+
+def real_inputs(kind, data_dir, limit=None, stride=1, lengths=None):
+    """Real inputs of an encoder kind from the shared data: ``(inputs, labels, groups)``.
+
+    ``whisper``: EmoDB clips resampled to 16 kHz (librosa), Whisper log-mel cut or padded to
+    ``audio_frames``; ``minilm``: ISEAR texts, WordPieces cut or padded to ``max_tokens``;
+    ``fer``: CK+48 faces resized to 64x64 (OpenCV), ``(N, 1, 1, 64, 64)`` in [-1, 1] (one frame
+    per item).  ``inputs``: dict in the contract's input order; ``groups``: speaker / respondent /
+    subject (for group-disjoint splits); every ``stride``-th item up to ``limit`` items.
     """
-    import librosa
-    from ..corpora.common import csv_dicts
-    from ..features.whisper_frontend import whisper_logmel
-    root = os.path.join(data_dir, "emodb")
-    table = os.path.join(root, "labels.csv")
-    if not os.path.isfile(table):
-        raise EmotionMXError(f"{root}: no labels.csv (set EMOTION_MX_DATA to the shared data folder)")
-    rows = list(csv_dicts(table))[::stride][:limit]
-    x = np.zeros((len(rows), frames, 80), np.float32)
-    m = np.zeros((len(rows), frames), np.float32)
-    for i, r in enumerate(rows):
-        wave, _ = librosa.load(os.path.join(root, r["file"]), sr=16000)
-        mel = whisper_logmel(wave)[:frames]
-        x[i, :len(mel)], m[i, :len(mel)] = mel, 1.0
-    return {"audio": x, "audio_mask": m}, [r["emotion"] for r in rows], [r["speaker"] for r in rows]
+    from ..corpora.registry import read_corpus
+    reader, folder = CORPUS[kind]
+    root = os.path.join(data_dir, folder)
+    if not os.path.isdir(root):
+        raise EmotionMXError(f"{root}: not found (set EMOTION_MX_DATA to the shared data folder)")
+    items, _ = read_corpus(reader, root)
+    items = items[::stride][:limit]
+    f = dict(LENGTHS, **(lengths or {}))
+    if kind == "whisper":
+        import librosa
+        from ..features.whisper_frontend import whisper_logmel
+        T = f["audio_frames"]
+        x, m = np.zeros((len(items), T, 80), np.float32), np.zeros((len(items), T), np.float32)
+        for i, it in enumerate(items):
+            wave, _ = librosa.load(os.path.join(root, it.audio), sr=16000)
+            mel = whisper_logmel(wave)[:T]
+            x[i, :len(mel)], m[i, :len(mel)] = mel, 1.0
+        inputs = {"audio": x, "audio_mask": m}
+    elif kind == "minilm":
+        from ..pretrained.loader import load_tokenizer
+        ids, mask = load_tokenizer(max_length=f["max_tokens"])([it.text for it in items], length=f["max_tokens"])
+        inputs = {"text": ids, "text_mask": mask}
+    else:
+        import cv2
+        from ..models.fer_xception import fer_preprocess
+        faces = [cv2.resize(cv2.imread(os.path.join(root, it.image), cv2.IMREAD_GRAYSCALE), (64, 64))
+                 for it in items]
+        inputs = {"video": fer_preprocess(np.stack(faces))[:, None], "video_mask": np.ones((len(items), 1), np.float32)}
+    return inputs, [it.label for it in items], [it.group for it in items]
 
 
-def quantize_exported(fp32_dir, out_dir, calib_batches, calib_mode="naive", exclude=(), excluded_ops=()):
+def group_split(groups, parts=5):
+    """``(train, valid, test)`` index arrays, group-disjoint: of the sorted groups, every
+    ``parts``-th is test, the next valid, the rest train."""
+    names = sorted(set(groups))
+    role = {g: ("test" if i % parts == 0 else "valid" if i % parts == 1 else "train") for i, g in enumerate(names)}
+    r = np.array([role[g] for g in groups])
+    return tuple(np.where(r == k)[0] for k in ("train", "valid", "test"))
+
+
+def quantize_exported(fp32_dir, out_dir, calib_batches, calib_mode="naive", exclude=(), excluded_ops=(),
+                      quantized_dtype=None):
     """Write an INT8 exported folder for the exported fp32 folder ``fp32_dir``; returns the
-    quantization info of :func:`quantize_symbol` plus :func:`int8_structure`."""
+    quantization info of :func:`quantize_symbol` plus :func:`int8_structure`.
+
+    ``quantized_dtype`` None: ``"auto"`` (uint8 where the calibrated range is non-negative) for
+    graphs with interleaved self-attention ops, whose oneDNN INT8 value op takes the softmax
+    probabilities as uint8 only; ``"int8"`` otherwise."""
     sidecar = A.read_sidecar(fp32_dir)
     if sidecar.get("precision") != "fp32":
         raise EmotionMXError(f"{fp32_dir}: INT8 quantization needs an fp32 model (this one is {sidecar.get('precision')})")
     sym, args, aux = A.load_symbol_params(fp32_dir)
     names = [i["name"] for i in sidecar["inputs"]]
+    if quantized_dtype is None:
+        selfatt = any(n["op"].startswith("_contrib_interleaved_matmul_selfatt") for n in graph_nodes(sym))
+        quantized_dtype = "auto" if selfatt else "int8"
     qsym, qargs, qaux, info = quantize_symbol(sym, args, aux, names, calib_batches, calib_mode=calib_mode,
-                                              exclude=exclude, excluded_ops=DEFAULT_EXCLUDED_OPS + tuple(excluded_ops))
+                                              exclude=exclude, excluded_ops=DEFAULT_EXCLUDED_OPS + tuple(excluded_ops),
+                                              quantized_dtype=quantized_dtype)
     meta = {k: info[k] for k in ("calib_mode", "calib_examples", "calib_batches", "quantized_dtype",
                                  "excluded", "excluded_ops")}
     out = dict(sidecar, precision="int8", quantization=meta)
@@ -119,13 +159,13 @@ _QUANT_NODES = {"_contrib_quantize_v2": "quantize", "_contrib_quantize": "quanti
 
 def int8_structure(qsym):
     """``{"int8": [names], "fp32": [names], "quantize": n, "requantize": n, "dequantize": n}``:
-    the FullyConnected / Convolution layers (fused oneDNN nodes) by precision and the counts of
+    the FullyConnected / Convolution / fused self-attention nodes by precision and the counts of
     the conversion nodes left in the (backend-fused) INT8 graph."""
     out = {"int8": [], "fp32": [], "quantize": 0, "requantize": 0, "dequantize": 0}
     for n in graph_nodes(qsym):
         if n["op"] in _QUANT_NODES:
             out[_QUANT_NODES[n["op"]]] += 1
-        elif n["op"].startswith(("_sg_mkldnn_fully_connected", "_sg_mkldnn_conv", "FullyConnected",
+        elif n["op"].startswith(("_sg_mkldnn_fully_connected", "_sg_mkldnn_conv", "_sg_mkldnn_selfatt", "FullyConnected",
                                  "Convolution", "_contrib_quantized_fully_connected", "_contrib_quantized_conv")):
             name = n["name"][len("quantized_"):] if n["name"].startswith("quantized_") else n["name"]
             out["int8" if is_quantized(n) else "fp32"].append(name)
