@@ -126,3 +126,32 @@ def test_quantize_exported_refuses_an_int8_folder(small_whisper_int8):
     _, int8, _ = small_whisper_int8
     with pytest.raises(EmotionMXError, match="needs an fp32 model"):
         quantize_exported(int8, int8 + "_again", [])
+
+
+def test_whisper_interleaved_attention_equals_batch_dot_and_quantizes_attention(tmp_path):
+    import mxnet as mx
+    from emotion_mx.models.whisper import interleave_qkv, with_attention
+    rows = np.arange(12 * 2)
+    np.testing.assert_array_equal(interleave_qkv(interleave_qkv(rows, 2), 2, inverse=True), rows)
+    np.testing.assert_array_equal(interleave_qkv(rows, 2)[:12], np.r_[0:4, 8:12, 16:20])   # head 1: q, k, v
+    net, spec = encoder_classifier("whisper_tiny_en", pretrained=False, audio_frames=40,
+                                   arch=dict(num_layers=2, units=16, num_heads=2, ffn_units=32))
+    x = synthetic_inputs(spec, batch_size=3, seed=2)                     # random lengths
+    args = [mx.nd.array(x[n]) for n in A.input_names(spec.modalities)]
+    ref = net(*args).asnumpy()
+    net.encoder = with_attention(net.encoder, "interleaved")
+    net.hybridize(static_alloc=True)
+    np.testing.assert_allclose(net(*args).asnumpy(), ref, rtol=1e-5, atol=1e-5)
+    back = with_attention(net.encoder, "batch_dot")
+    assert np.array_equal(back.layers[0].qkv.weight.data().asnumpy(),
+                          interleave_qkv(net.encoder.layers[0].qkv.weight.data().asnumpy(), 2, inverse=True))
+    # INT8: Q.K^T and attention.V become oneDNN INT8 ops (uint8 softmax probabilities)
+    fp32, int8 = str(tmp_path / "fp32"), str(tmp_path / "int8")
+    A.export_block(net, spec, fp32)
+    calib = [random_inputs(A.read_sidecar(fp32), batch_size=8, seed=s) for s in range(2)]
+    info = quantize_exported(fp32, int8, calib, excluded_ops=KEEP_FP32_OPS)
+    assert info["quantized_dtype"] == "auto"
+    assert info["ops"]["quantized"]["_sg_mkldnn_selfatt_qk"] == 2 and info["ops"]["quantized"]["_sg_mkldnn_selfatt_valatt"] == 2
+    assert sum("selfatt" in n for n in info["structure"]["int8"]) == 4
+    got = Runner(*A.load_symbol_params(int8), {k: v.shape for k, v in x.items()})(x)
+    assert got.shape == ref.shape and np.isfinite(got).all()

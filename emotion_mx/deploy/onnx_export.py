@@ -316,15 +316,18 @@ def verify_onnx(onnx_path, sym, args, aux, sidecar, batch_size):
     model = onnx.load(onnx_path)
     onnx.checker.check_model(model)
     sess, warnings = ort_session(onnx_path)
-    diff = 0.0
+    diff, scale = 0.0, 0.0
     for bs in sorted({int(batch_size), 3}):
         inputs = random_inputs(sidecar, batch_size=bs)
         ref = Runner(sym, args, aux, {k: v.shape for k, v in inputs.items()}, backend="plain")(inputs)
         feed = {i.name: inputs[i.name] for i in sess.get_inputs()}
         got = sess.run(None, feed)[0]
         diff = max(diff, float(np.abs(got - ref).max()))
-    if not diff <= TOLERANCE:
-        raise EmotionMXError(f"onnxruntime output differs from MXNet by {diff:.3g} (> {TOLERANCE}); "
-                             "the ONNX file is not faithful")
-    return {"checker": "ok", "max_abs_diff_vs_mxnet": diff, "opset_imports": [o.version for o in model.opset_import],
-            "ort_warnings": warnings}
+        scale = max(scale, float(np.abs(ref).max()))
+    # float32 rounding differences grow with the outputs' magnitude (random inputs can drive a
+    # trained head far from its usual range): the bound is relative above logits of 1
+    if not diff <= TOLERANCE * max(1.0, scale):
+        raise EmotionMXError(f"onnxruntime output differs from MXNet by {diff:.3g} (> {TOLERANCE} x "
+                             f"max(1, |output| {scale:.3g})); the ONNX file is not faithful")
+    return {"checker": "ok", "max_abs_diff_vs_mxnet": diff, "max_abs_output": scale,
+            "opset_imports": [o.version for o in model.opset_import], "ort_warnings": warnings}
