@@ -125,7 +125,7 @@ def run_encoder(name, args, tmp, out):
     from emotion_mx.models.whisper import with_attention
     from emotion_mx.pretrained.loader import encoder_info
     kind = encoder_info(name)["kind"]
-    lengths = dict(LENGTHS[kind], **({"audio_frames": args.audio_frames} if kind == "whisper" else {}))
+    lengths = LENGTHS[kind]
     sampling = dict(stride=args.stride) if args.stride else SAMPLING[kind]
     inputs, labels, groups = E.real_inputs(kind, args.data, lengths=lengths, **sampling)
     classes = sorted(set(labels))
@@ -238,9 +238,6 @@ def main():
     p.add_argument("--encoders", default=",".join(DEFAULT), help=f"comma list of {', '.join(ALL)} or 'all'")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--repeats", type=int, default=4, help="calls per runtime per round at batch 1 (half at 32)")
-    p.add_argument("--audio-frames", type=int, default=200,
-                   help="Whisper input length in 10 ms frames (EmoDB clips are 2 s = 200; 3000 = Whisper's 30 s "
-                        "window, the 2 s clips zero-padded and masked)")
     p.add_argument("--stride", type=int, help="take every k-th item of the corpus (default: see SAMPLING)")
     p.add_argument("--batch-sizes", default="1,32", type=lambda v: [int(b) for b in v.split(",")])
     p.add_argument("--ort-reduce-range", action="store_true",
