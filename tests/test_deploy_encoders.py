@@ -113,8 +113,9 @@ def test_choose_int8_tries_candidates_until_agreement(small_whisper_int8, tmp_pa
     res = choose_int8(fp32, out, calib, valid, floor=1.01)       # unreachable: every candidate is tried
     labels = [c["label"] for c in res["candidates"]]
     assert labels == [c["label"] for c in INT8_CANDIDATES]
-    assert res["candidates"][2]["exclude"] == ["*_qkv_*"]        # MiniLM's names dropped for Whisper
-    assert len(res["candidates"][2]["structure"]["fp32"]) == 2 + 2
+    assert res["candidates"][2]["exclude"] == ["head_"]           # patterns matching nothing dropped
+    assert res["candidates"][3]["exclude"] == ["head_", "*_qkv_*"]   # MiniLM's names dropped for Whisper
+    assert len(res["candidates"][3]["structure"]["fp32"]) == 2 + 2 + 2   # stem, head, qkv
     assert res["candidates"][0]["excluded_ops"] == [] and res["candidates"][1]["excluded_ops"] == list(KEEP_FP32_OPS)
     best = max(res["candidates"], key=lambda c: c["argmax_agreement"])
     assert res["chosen"] == best["label"] and A.read_sidecar(out)["precision"] == "int8"

@@ -203,16 +203,19 @@ def fit_head(net, feats, labels, train_idx, valid_idx, seed=0):
 # INT8 variants tried in order (fewest fp32 layers first); the first whose arg-max agreement
 # with fp32 on validation inputs reaches AGREEMENT_FLOOR is kept (else the most faithful).  On
 # Whisper + an EmoDB head, INT8 residual adds and INT8 pooled statistics (a quantized concat of
-# mean and std) cost most of the agreement on this AVX2 CPU; benchmarks/encoders.py prints every
-# candidate's validation agreement per encoder.
+# mean and std) cost most of the agreement on this AVX2 CPU, then the head's Dense layers (their
+# inputs are standardised features with outliers; two tiny GEMMs to keep fp32);
+# benchmarks/encoders.py prints every candidate's validation agreement per encoder.
 KEEP_FP32_OPS = ("elemwise_add", "Concat")
+HEAD = ("head_", "*_head_*")                     # the classifier head (its layer-weighting GEMM)
+ATTENTION_IN = ("*_qkv_*", "*_query_*", "*_key_*", "*_value_*")
 INT8_CANDIDATES = (
     {"label": "everything oneDNN quantizes", "exclude": (), "excluded_ops": ()},
     {"label": "all Dense/Conv INT8; residual adds and concat fp32", "exclude": (), "excluded_ops": KEEP_FP32_OPS},
-    {"label": "+ attention input projections fp32", "exclude": ("*_qkv_*", "*_query_*", "*_key_*", "*_value_*"),
+    {"label": "+ classifier head fp32", "exclude": HEAD, "excluded_ops": KEEP_FP32_OPS},
+    {"label": "+ attention input projections fp32", "exclude": HEAD + ATTENTION_IN, "excluded_ops": KEEP_FP32_OPS},
+    {"label": "+ attention input projections and FFN output fp32", "exclude": HEAD + ATTENTION_IN + ("*_ffn2_*",),
      "excluded_ops": KEEP_FP32_OPS},
-    {"label": "+ attention input projections and FFN output fp32",
-     "exclude": ("*_qkv_*", "*_query_*", "*_key_*", "*_value_*", "*_ffn2_*"), "excluded_ops": KEEP_FP32_OPS},
 )
 AGREEMENT_FLOOR = 0.97
 
