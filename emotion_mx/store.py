@@ -48,7 +48,7 @@ BUILD_META = "meta.json"
 NORM_DIR = "norm"
 VOCAB_DIR = "vocab"
 
-AUDIO_FEATURES = ("logmel", "mfcc", "logmel+prosody", "mfcc+prosody", "logmel+mfcc+prosody")
+AUDIO_FEATURES = ("logmel", "mfcc", "logmel+prosody", "mfcc+prosody", "logmel+mfcc+prosody", "whisper_logmel")
 AUDIO_NORMS = ("fold", "utterance")
 MAX_AUDIO_FRAMES = 1500   # 15 s at a 10 ms hop: longer utterances are cut
 MAX_TOKENS = 128
