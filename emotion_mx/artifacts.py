@@ -17,7 +17,8 @@ it: an exported model served by ONNX Runtime reads its sidecar here without impo
 Exported model directory (``tools/export.py``, read by C++, ONNX, predict, stream)::
 
     DIR/model-symbol.json, DIR/model-0000.params, DIR/model.json (sidecar, SIDECAR_FORMAT:
-    "features" holds the DataSettings), DIR/vocab.json
+    "features" holds the DataSettings; optional "frontend": {"audio": {"kind": "whisper_logmel",
+    ...constants}} for models on Whisper log-mel, so C++ computes them from raw audio), DIR/vocab.json
 
 Both JSON files are read through one function each (:func:`load_model_spec`,
 :func:`read_sidecar`), which also upgrades the previous layout (format 1: data settings flat
@@ -325,6 +326,9 @@ def make_sidecar(spec, *, batch_size=1, precision="fp32", norm=None, vocab_file=
         "symbol_file": EXPORT_SYMBOL,
         "params_file": EXPORT_PARAMS,
     }
+    if "audio" in spec.modalities and spec.data.audio_feature == "whisper_logmel":  # C++ raw-audio front end
+        from .features.whisper_frontend import WHISPER_FRONTEND
+        sidecar["frontend"] = {"audio": {"kind": "whisper_logmel", **WHISPER_FRONTEND}}
     if extra:
         sidecar.update(extra)
     return sidecar
