@@ -1,7 +1,6 @@
 """C++ wrapper on raw audio (issue 12 item 5): the C++ Whisper log-mel front end against
 ``whisper_logmel`` (librosa), C++ ``--audio`` logits against the MXNet model on Python features,
 and the error lines of unsupported WAV files and models."""
-import dataclasses
 import os
 import subprocess
 
@@ -14,7 +13,7 @@ from emotion_mx import artifacts as A
 from emotion_mx.contract import input_names, input_shapes
 from emotion_mx.data import _fit
 from emotion_mx.deploy import cpp
-from emotion_mx.deploy.testing import LABELS, spec_for
+from emotion_mx.deploy.testing import LABELS, make_whisper_logmel_export
 from emotion_mx.errors import EmotionMXError
 from emotion_mx.features.whisper_frontend import WHISPER_FRONTEND, whisper_logmel
 from emotion_mx.models import get_model
@@ -27,26 +26,13 @@ FEATURE_TOL = 1e-5
 LOGIT_TOL = 1e-3
 
 
-def whisper_spec(spec):
-    return dataclasses.replace(spec, data=dataclasses.replace(spec.data, audio_feature="whisper_logmel"))
-
-
-def export_small(out_dir, name, modalities, whisper=True, seed=0):
-    """A small preset with (T, 80) audio, exported; returns the initialised block."""
-    mx.random.seed(seed)
-    net, spec = spec_for(name, modalities=modalities, audio_dim=80, audio_frames=FRAMES)
-    net.initialize(mx.init.Xavier())
-    A.export_block(net, whisper_spec(spec) if whisper else spec, out_dir)
-    return net
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("frontend_models")
     out = {name: str(root / name) for name in ("audio", "tri", "plain")}
-    nets = {"audio": export_small(out["audio"], "audio_cnn", ("audio",)),
-            "tri": export_small(out["tri"], "mid_tiny", None, seed=1)}
-    export_small(out["plain"], "audio_cnn", ("audio",), whisper=False)
+    nets = {"audio": make_whisper_logmel_export(out["audio"], audio_frames=FRAMES),
+            "tri": make_whisper_logmel_export(out["tri"], "mid_tiny", modalities=None, audio_frames=FRAMES, seed=1)}
+    make_whisper_logmel_export(out["plain"], audio_frames=FRAMES, whisper=False)
     return {"dirs": out, "nets": nets}
 
 

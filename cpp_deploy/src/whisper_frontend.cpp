@@ -70,6 +70,7 @@ WhisperFrontendConfig WhisperFrontendConfig::from_json(const json::Value& v) {
   WhisperFrontendConfig c;
   c.sample_rate = int_field(v, "sample_rate", 1, 1000000);
   c.n_fft = int_field(v, "n_fft", 2, 65536);
+  if (c.n_fft % 2 != 0) throw Error("frontend.audio.n_fft must be even");
   c.hop_length = int_field(v, "hop_length", 1, 65536);
   c.n_mels = int_field(v, "n_mels", 1, 1024);
   c.log_floor = v.at("log_floor").number("frontend.audio.log_floor");
@@ -83,77 +84,145 @@ WhisperFrontendConfig WhisperFrontendConfig::from_json(const json::Value& v) {
 
 // ---- FFT ----------------------------------------------------------------------------------
 
+namespace {
+// The plain product: std::complex's operator* also recovers infinities (C99 Annex G), which
+// keeps it out of line and made the FFT ~2x slower; inputs here are finite.
+inline std::complex<double> cmul(std::complex<double> a, std::complex<double> b) {
+  return {a.real() * b.real() - a.imag() * b.imag(), a.real() * b.imag() + a.imag() * b.real()};
+}
+}  // namespace
+
 Fft::Fft(std::size_t n) : n_(n) {
   if (n == 0) throw Error("FFT size must be positive");
+  std::vector<std::size_t> factors;
   std::size_t m = n;
-  for (std::size_t p : {4, 2, 3, 5})
+  for (std::size_t p : {4, 2, 5, 3})
     while (m % p == 0) {
-      factors_.push_back(p);
+      factors.push_back(p);
       m /= p;
     }
   for (std::size_t p = 7; m > 1; p += 2)
     while (m % p == 0) {
-      factors_.push_back(p);
+      factors.push_back(p);
       m /= p;
     }
-  twiddle_.resize(n);
-  for (std::size_t k = 0; k < n; ++k) {
+  std::size_t span = 1;
+  for (std::size_t p : factors) {
+    Stage st{p, span, {}};
+    const std::size_t groups = n / p;
+    st.twiddle.resize(groups * (p - 1));
+    for (std::size_t j = 0; j < groups; ++j)
+      for (std::size_t r = 1; r < p; ++r) {
+        const double a = -2.0 * kPi * static_cast<double>(r * (j % span)) / static_cast<double>(span * p);
+        st.twiddle[j * (p - 1) + r - 1] = {std::cos(a), std::sin(a)};
+      }
+    stages_.push_back(std::move(st));
+    span *= p;
+  }
+}
+
+// Stockham, decimation in time: stage (radix p, span s) reads x[j + r n/p], r < p, twiddles them
+// by W_{s p}^{r (j mod s)}, takes their size-p DFT and writes it to y[(j / s) s p + j mod s + q s].
+void Fft::forward(const std::complex<double>* in, std::complex<double>* out, std::complex<double>* work) const {
+  using cd = std::complex<double>;
+  auto neg_i = [](cd z) { return cd(z.imag(), -z.real()); };  // z * (-i)
+  if (stages_.empty()) {
+    out[0] = in[0];
+    return;
+  }
+  // ping-pong so that the last stage writes `out`
+  const cd* x = in;
+  cd* y = (stages_.size() % 2 == 1) ? out : work;
+  for (const Stage& st : stages_) {
+    const std::size_t p = st.radix, s = st.span, groups = n_ / p;
+    const cd* tw = st.twiddle.data();
+    for (std::size_t j = 0; j < groups; ++j, tw += p - 1) {
+      cd* o = y + (j / s) * s * p + j % s;
+      if (p == 2) {
+        const cd a = x[j], b = cmul(x[j + groups], tw[0]);
+        o[0] = a + b;
+        o[s] = a - b;
+      } else if (p == 4) {
+        const cd x0 = x[j], x1 = cmul(x[j + groups], tw[0]), x2 = cmul(x[j + 2 * groups], tw[1]),
+                 x3 = cmul(x[j + 3 * groups], tw[2]);
+        const cd a = x0 + x2, b = x0 - x2, c = x1 + x3, d = neg_i(x1 - x3);
+        o[0] = a + c;
+        o[s] = b + d;
+        o[2 * s] = a - c;
+        o[3 * s] = b - d;
+      } else if (p == 5) {
+        constexpr double c1 = 0.30901699437494742, c2 = -0.80901699437494742;  // cos(2pi/5), cos(4pi/5)
+        constexpr double s1 = 0.95105651629515357, s2 = 0.58778525229247314;   // sin(2pi/5), sin(4pi/5)
+        const cd x0 = x[j], x1 = cmul(x[j + groups], tw[0]), x2 = cmul(x[j + 2 * groups], tw[1]),
+                 x3 = cmul(x[j + 3 * groups], tw[2]), x4 = cmul(x[j + 4 * groups], tw[3]);
+        const cd t1 = x1 + x4, t2 = x2 + x3, t3 = x1 - x4, t4 = x2 - x3;
+        const cd a1 = x0 + c1 * t1 + c2 * t2, a2 = x0 + c2 * t1 + c1 * t2;
+        const cd b1 = neg_i(s1 * t3 + s2 * t4), b2 = neg_i(s2 * t3 - s1 * t4);
+        o[0] = x0 + t1 + t2;
+        o[s] = a1 + b1;
+        o[4 * s] = a1 - b1;
+        o[2 * s] = a2 + b2;
+        o[3 * s] = a2 - b2;
+      } else {  // radix 3 and any other prime: a plain DFT butterfly
+        cd v[64];
+        std::vector<cd> big;
+        cd* t = v;
+        if (p > 64) {
+          big.resize(p);
+          t = big.data();
+        }
+        t[0] = x[j];
+        for (std::size_t r = 1; r < p; ++r) t[r] = cmul(x[j + r * groups], tw[r - 1]);
+        for (std::size_t q = 0; q < p; ++q) {
+          cd acc = t[0];
+          for (std::size_t r = 1; r < p; ++r) {
+            const double a = -2.0 * kPi * static_cast<double>((r * q) % p) / static_cast<double>(p);
+            acc += cmul(t[r], cd(std::cos(a), std::sin(a)));
+          }
+          o[q * s] = acc;
+        }
+      }
+    }
+    x = y;
+    y = (y == out) ? work : out;
+  }
+}
+
+RealFft::RealFft(std::size_t n)
+    : n_(n), half_(n / 2), packed_(n / 2), spec_(n / 2), work_(n / 2), twiddle_(n / 2 + 1) {
+  if (n < 2 || n % 2 != 0) throw Error("a real FFT needs an even size >= 2");
+  for (std::size_t k = 0; k <= n / 2; ++k) {
     double a = -2.0 * kPi * static_cast<double>(k) / static_cast<double>(n);
     twiddle_[k] = {std::cos(a), std::sin(a)};
   }
 }
 
-void Fft::forward(const std::complex<double>* in, std::complex<double>* out) const {
-  step(in, out, n_, 1, 0);
-}
-
-// Decimation in time: a size-n transform of in[0], in[stride], ... (n = p * m) is p size-m
-// transforms of the p interleaved sub-sequences, combined by size-p DFT butterflies.
-void Fft::step(const std::complex<double>* in, std::complex<double>* out, std::size_t n,
-               std::size_t stride, std::size_t level) const {
-  if (n == 1) {
-    out[0] = in[0];
-    return;
-  }
-  const std::size_t p = factors_[level], m = n / p;
-  for (std::size_t r = 0; r < p; ++r) step(in + r * stride, out + r * m, m, stride * p, level + 1);
-  // stride == n_ / n: twiddle_[x * stride] = exp(-2 pi i x / n)
-  std::complex<double> t[64];
-  std::vector<std::complex<double>> big;
-  std::complex<double>* tmp = t;
-  if (p > 64) {
-    big.resize(p);
-    tmp = big.data();
-  }
-  const std::size_t wp = n_ / p;  // twiddle_[x * wp] = exp(-2 pi i x / p)
-  for (std::size_t k = 0; k < m; ++k) {
-    for (std::size_t r = 0; r < p; ++r) tmp[r] = out[r * m + k] * twiddle_[(r * k * stride) % n_];
-    if (p == 2) {
-      out[k] = tmp[0] + tmp[1];
-      out[k + m] = tmp[0] - tmp[1];
-    } else if (p == 4) {
-      const std::complex<double> a = tmp[0] + tmp[2], b = tmp[0] - tmp[2];
-      const std::complex<double> c = tmp[1] + tmp[3];
-      const std::complex<double> d = tmp[1] - tmp[3];
-      const std::complex<double> d_i(d.imag(), -d.real());  // d * (-i)
-      out[k] = a + c;
-      out[k + m] = b + d_i;
-      out[k + 2 * m] = a - c;
-      out[k + 3 * m] = b - d_i;
-    } else {
-      for (std::size_t q = 0; q < p; ++q) {
-        std::complex<double> s = tmp[0];
-        for (std::size_t r = 1; r < p; ++r) s += tmp[r] * twiddle_[((r * q) % p) * wp];
-        out[k + q * m] = s;
-      }
-    }
+void RealFft::forward(const double* in, std::complex<double>* out) {
+  const std::size_t h = n_ / 2;
+  for (std::size_t j = 0; j < h; ++j) packed_[j] = {in[2 * j], in[2 * j + 1]};
+  half_.forward(packed_.data(), spec_.data(), work_.data());
+  // E[k] = (Z[k] + conj Z[h-k]) / 2 (even samples), O[k] = (Z[k] - conj Z[h-k]) / 2i (odd ones),
+  // X[k] = E[k] + exp(-2 pi i k / n) O[k]; in scalars (the complex form ran ~2x slower)
+  const double* z = reinterpret_cast<const double*>(spec_.data());
+  const double* w = reinterpret_cast<const double*>(twiddle_.data());
+  double* x = reinterpret_cast<double*>(out);
+  for (std::size_t k = 0; k <= h; ++k) {
+    const std::size_t a = k == h ? 0 : k, b = k == 0 ? 0 : h - k;
+    const double zr = z[2 * a], zi = z[2 * a + 1], cr = z[2 * b], ci = -z[2 * b + 1];
+    const double er = 0.5 * (zr + cr), ei = 0.5 * (zi + ci);
+    const double dr = 0.5 * (zr - cr), di = 0.5 * (zi - ci);
+    const double orr = di, oi = -dr;  // d / i
+    const double wr = w[2 * k], wi = w[2 * k + 1];
+    x[2 * k] = er + wr * orr - wi * oi;
+    x[2 * k + 1] = ei + wr * oi + wi * orr;
   }
 }
 
 // ---- front end ----------------------------------------------------------------------------
 
 WhisperFrontend::WhisperFrontend(const WhisperFrontendConfig& config)
-    : config_(config), fft_(static_cast<std::size_t>(config.n_fft)) {
+    : config_(config) {
+  if (config.n_fft % 2 != 0) throw Error("frontend.audio.n_fft must be even");
   const int n_fft = config.n_fft, n_mels = config.n_mels;
   const int bins = n_fft / 2 + 1;
   // scipy.signal.get_window("hann", n_fft, fftbins=True): the periodic Hann window
@@ -208,8 +277,11 @@ std::vector<float> WhisperFrontend::logmel(const std::vector<float>& wave, std::
   std::vector<float> out(T * n_mels);
   if (T == 0) return out;
 
-  std::vector<std::complex<double>> in(n_fft), spec(n_fft);
+  RealFft fft(n_fft);  // per call: logmel() stays const and thread-safe; the plan costs ~n sin/cos
+  std::vector<double> in(n_fft);
+  std::vector<std::complex<double>> spec(bins);
   std::vector<float> power(bins);
+  const float log_floor = static_cast<float>(config_.log_floor);
   const long long n = static_cast<long long>(len), last = 2 * (n - 1);
   for (std::size_t t = 0; t < T; ++t) {
     const long long start = static_cast<long long>(t * hop) - static_cast<long long>(pad);
@@ -218,13 +290,12 @@ std::vector<float> WhisperFrontend::logmel(const std::vector<float>& wave, std::
       if (i < 0) i = -i;                 // np.pad(mode="reflect"): mirrored, edge not repeated
       else if (i >= n) i = last - i;
       // the float32 waveform times the float64 window, as numpy promotes it
-      in[j] = {static_cast<double>(wave[static_cast<std::size_t>(i)]) * window_[j], 0.0};
+      in[j] = static_cast<double>(wave[static_cast<std::size_t>(i)]) * window_[j];
     }
-    fft_.forward(in.data(), spec.data());
-    for (std::size_t k = 0; k < bins; ++k) {
-      const float re = static_cast<float>(spec[k].real()), im = static_cast<float>(spec[k].imag());
-      const float mag = std::hypot(re, im);  // np.abs of complex64: float32
-      power[k] = mag * mag;
+    fft.forward(in.data(), spec.data());
+    for (std::size_t k = 0; k < bins; ++k) {  // stored as complex64, |X|^2 as float32
+      const double re = static_cast<float>(spec[k].real()), im = static_cast<float>(spec[k].imag());
+      power[k] = static_cast<float>(re * re + im * im);
     }
     float* row = &out[t * n_mels];
     for (std::size_t m = 0; m < n_mels; ++m) {
@@ -232,7 +303,7 @@ std::vector<float> WhisperFrontend::logmel(const std::vector<float>& wave, std::
       double s = 0.0;
       for (std::size_t k = mel_begin_[m]; k < mel_end_[m]; ++k) s += static_cast<double>(w[k]) * power[k];
       const float mel = static_cast<float>(s);
-      row[m] = static_cast<float>(std::log10(static_cast<double>(std::max(mel, static_cast<float>(config_.log_floor)))));
+      row[m] = std::log10(std::max(mel, log_floor));  // float32, as np.log10 of a float32 array
     }
   }
   const float top = *std::max_element(out.begin(), out.end());

@@ -1,5 +1,6 @@
 """Helpers for deployment tests and benchmarks: a small run directory with random weights and
 inputs that obey the DESIGN.md contract."""
+import dataclasses
 import os
 
 import mxnet as mx
@@ -58,3 +59,18 @@ def synthetic_inputs(spec_or_sidecar, batch_size=4, seed=0, missing=None):
         vocab = spec_or_sidecar["kwargs"].get("vocab_size", 50)
     return random_inputs(shapes, batch_size=batch_size, vocab_size=vocab, seed=seed, masks="random",
                          missing=missing)
+
+
+def make_whisper_logmel_export(out_dir, name="audio_cnn", modalities=("audio",), audio_frames=400, seed=0,
+                               whisper=True):
+    """Export registry preset ``name`` (random weights) whose audio input is ``(audio_frames, 80)``
+    Whisper log-mel (data settings ``audio_feature="whisper_logmel"``: the sidecar then carries
+    ``frontend.audio`` and the C++ wrapper takes raw WAV); ``whisper=False``: the same shapes
+    with plain ``logmel`` settings (no front end).  Returns the initialised block."""
+    mx.random.seed(seed)
+    net, spec = spec_for(name, modalities=modalities, audio_dim=80, audio_frames=audio_frames)
+    if whisper:
+        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, audio_feature="whisper_logmel"))
+    net.initialize(mx.init.Xavier())
+    A.export_block(net, spec, out_dir)
+    return net

@@ -34,22 +34,40 @@ struct WhisperFrontendConfig {
   static WhisperFrontendConfig from_json(const json::Value& v);
 };
 
-/// A complex forward DFT of one fixed size by mixed-radix Cooley-Tukey (any size; radices 4, 2,
-/// 3, 5, then any remaining prime by a plain DFT butterfly).  Whisper's n_fft is 400 = 4*4*5*5,
-/// which a radix-2 FFT cannot do.
+/// A complex forward DFT of one fixed size by the mixed-radix Stockham algorithm (any size:
+/// butterflies for radices 4, 2, 5, 3, a plain DFT butterfly for any other prime factor; one
+/// pass per factor, natural order in and out).  Whisper's n_fft is 400 = 2^4 * 5^2, which a
+/// radix-2 FFT cannot do.
 class Fft {
  public:
   explicit Fft(std::size_t n);
-  /// out[k] = sum_j in[j] exp(-2 pi i j k / n); `in` and `out` must not alias.
-  void forward(const std::complex<double>* in, std::complex<double>* out) const;
+  /// out[k] = sum_j in[j] exp(-2 pi i j k / n).  `work` is scratch of n values; `in` may be
+  /// `work` or `out` only if it is not needed afterwards.
+  void forward(const std::complex<double>* in, std::complex<double>* out, std::complex<double>* work) const;
   std::size_t size() const { return n_; }
 
  private:
-  void step(const std::complex<double>* in, std::complex<double>* out, std::size_t n,
-            std::size_t stride, std::size_t level) const;
+  struct Stage {
+    std::size_t radix, span;                      // span: size of the sub-transforms done so far
+    std::vector<std::complex<double>> twiddle;    // [j * (radix - 1) + r - 1] = W_{span*radix}^{r (j % span)}
+  };
   std::size_t n_;
-  std::vector<std::size_t> factors_;
-  std::vector<std::complex<double>> twiddle_;  // exp(-2 pi i k / n), k < n
+  std::vector<Stage> stages_;
+};
+
+/// The DFT of a real sequence of even length n (bins 0..n/2) through one complex FFT of n/2
+/// points (even samples as real part, odd samples as imaginary part) and a split step.
+class RealFft {
+ public:
+  explicit RealFft(std::size_t n);
+  /// out[k], k = 0..n/2, of in[0..n); uses the object's buffers (one object per thread).
+  void forward(const double* in, std::complex<double>* out);
+  std::size_t size() const { return n_; }
+
+ private:
+  std::size_t n_;
+  Fft half_;
+  std::vector<std::complex<double>> packed_, spec_, work_, twiddle_;  // twiddle_[k] = exp(-2 pi i k / n)
 };
 
 class WhisperFrontend {
@@ -66,7 +84,6 @@ class WhisperFrontend {
 
  private:
   WhisperFrontendConfig config_;
-  Fft fft_;
   std::vector<double> window_;
   std::vector<float> mel_;
   std::vector<std::size_t> mel_begin_, mel_end_;  // non-zero bins of each mel band
