@@ -5,7 +5,9 @@ and speed.
     python benchmarks/cpp_frontend.py [--cpp-build DIR] [--seconds 3] [--repeats 50] [--emodb N]
 
 Accuracy: max |C++ - librosa| of the features on a synthetic clip and, with $EMOTION_MX_DATA
-set, on the first N EmoDB files (resampled to 16 kHz by the project's load_audio).  Speed: the
+set, on the first N EmoDB files (resampled to 16 kHz by the project's load_audio); and max
+|C++ - MXNet| of the logits of a small exported model (audio_cnn, random weights) run by
+``emotion_predict --audio`` and by the Gluon SymbolBlock on whisper_logmel features.  Speed: the
 median time of the front end alone on one clip of --seconds (C++: ``emotion_predict --bench``'s
 ``frontend_median``, WAV decoding excluded; Python: ``whisper_logmel`` on the decoded wave, the
 mel basis cached), same machine, one thread each.
@@ -34,7 +36,10 @@ def _tone(seconds, sr, seed=0):
 @click.option("--repeats", default=50, show_default=True, type=click.IntRange(3))
 @click.option("--emodb", default=20, show_default=True, help="EmoDB files compared (needs $EMOTION_MX_DATA)")
 def main(cpp_build, seconds, repeats, emodb):
+    import mxnet as mx
     import soundfile as sf
+    from emotion_mx import artifacts as A
+    from emotion_mx.data import _fit
     from emotion_mx.deploy import cpp
     from emotion_mx.deploy.pipeline import cpu_info
     from emotion_mx.deploy.testing import make_whisper_logmel_export
@@ -48,6 +53,7 @@ def main(cpp_build, seconds, repeats, emodb):
         frames = int(max(seconds, 4.0) * sr) // WHISPER_FRONTEND["hop_length"]
         model = os.path.join(tmp, "model")
         make_whisper_logmel_export(model, audio_frames=frames)
+        block, _ = A.load_exported(model)
 
         def compare(waves, label):
             paths = []
@@ -55,11 +61,16 @@ def main(cpp_build, seconds, repeats, emodb):
                 paths.append(os.path.join(tmp, f"{label}{i}.wav"))
                 sf.write(paths[-1], w, sr, subtype="FLOAT")
             dump = os.path.join(tmp, "features.npy")
-            cpp.run_audio(binary, model, paths, dump_features=dump)
+            out = cpp.run_audio(binary, model, paths, dump_features=dump)
             got = np.load(dump)
-            diffs = [np.abs(got[i, :len(ref)] - ref[:frames]).max()
-                     for i, ref in enumerate(whisper_logmel(w) for w in waves)]
-            click.echo(f"max |C++ - librosa| {label:<10} {len(waves):>3} clips: {max(diffs):.3g}")
+            refs = [whisper_logmel(w) for w in waves]
+            diffs = [np.abs(got[i, :len(ref)] - ref[:frames]).max() for i, ref in enumerate(refs)]
+            fitted = [_fit(ref, frames) for ref in refs]
+            logits = block(mx.nd.array(np.stack([x for x, _ in fitted])),
+                           mx.nd.array(np.stack([m for _, m in fitted]))).asnumpy()
+            dl = np.abs(np.asarray(out["logits"], np.float32) - logits).max()
+            click.echo(f"{label:<10} {len(waves):>3} clips: max |C++ - librosa| features {max(diffs):.3g}, "
+                       f"max |C++ - MXNet| logits {dl:.3g}")
 
         compare([_tone(seconds, sr)], "synthetic")
         data = os.environ.get("EMOTION_MX_DATA")
