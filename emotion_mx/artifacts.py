@@ -45,6 +45,7 @@ MODEL_SPEC = "model.json"
 BEST_PARAMS = "best.params"
 NORM = "norm.json"
 VOCAB = "vocab.json"
+TOKENIZER = "tokenizer.json"             # the run's copy of MiniLM's WordPiece (text_ids: wordpiece)
 LABELS = "labels.json"
 CONFIG = "config.yaml"
 
@@ -412,7 +413,7 @@ def load_run_split(model_dir, store, split, fold, *, limit=None):
     """:class:`~emotion_mx.data.Split` ``split`` of fold ``fold`` of ``store`` (a path or a
     :class:`FeatureStore`) prepared exactly as the run or exported model in ``model_dir`` was
     trained: its data settings, its normalisation and vocabulary, never the store's."""
-    from .features.text import load_vocab
+    from .store import load_text_vocab
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
     meta, settings, norm, vocab = run_data(model_dir)
     if list(store.labels) != list(meta["labels"]):
@@ -420,7 +421,8 @@ def load_run_split(model_dir, store, split, fold, *, limit=None):
     ids = store.ids(fold, split)[:limit]
     if not ids:
         raise EmotionMXError(f"{store.path}: fold {fold} has no {split} items")
-    vocab = load_vocab(vocab) if "text" in settings.modalities and vocab and os.path.isfile(vocab) else None
+    vocab = (load_text_vocab(vocab, settings) if "text" in settings.modalities and vocab and os.path.isfile(vocab)
+             else None)
     return load_split(store, fold, split, settings, norm=norm, vocab=vocab, ids=ids)
 
 
@@ -428,7 +430,7 @@ def write_exported(out_dir, sym, arg_params, aux_params, sidecar, run_dir=None):
     """Write a complete exported directory: symbol, params, sidecar and the run's vocab copy."""
     save_symbol_params(out_dir, sym, arg_params, aux_params)
     if run_dir is not None and sidecar.get("vocab"):
-        src = run_file(run_dir, VOCAB)
+        src = run_file(run_dir, sidecar["vocab"])
         if os.path.isfile(src):
             shutil.copyfile(src, os.path.join(out_dir, sidecar["vocab"]))
     write_json(os.path.join(out_dir, SIDECAR), sidecar)
@@ -438,7 +440,7 @@ def run_export_inputs(run_dir):
     """(norm dict or None, vocab file name or None) to put into a sidecar for ``run_dir``."""
     norm_path = run_file(run_dir, NORM)
     norm = read_json(norm_path) if os.path.isfile(norm_path) else None
-    vocab = VOCAB if os.path.isfile(run_file(run_dir, VOCAB)) else None
+    vocab = next((f for f in (VOCAB, TOKENIZER) if os.path.isfile(run_file(run_dir, f))), None)
     return norm, vocab
 
 
