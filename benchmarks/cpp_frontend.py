@@ -39,7 +39,7 @@ def main(cpp_build, seconds, repeats, emodb):
     import mxnet as mx
     import soundfile as sf
     from emotion_mx import artifacts as A
-    from emotion_mx.data import _fit
+    from emotion_mx.data import assemble_inputs
     from emotion_mx.deploy import cpp
     from emotion_mx.deploy.pipeline import cpu_info
     from emotion_mx.deploy.testing import make_whisper_logmel_export
@@ -53,7 +53,8 @@ def main(cpp_build, seconds, repeats, emodb):
         frames = int(max(seconds, 4.0) * sr) // WHISPER_FRONTEND["hop_length"]
         model = os.path.join(tmp, "model")
         make_whisper_logmel_export(model, audio_frames=frames)
-        block, _ = A.load_exported(model)
+        block, sidecar = A.load_exported(model)
+        settings = A.exported_settings(sidecar)
 
         def compare(waves, label):
             paths = []
@@ -65,9 +66,8 @@ def main(cpp_build, seconds, repeats, emodb):
             got = np.load(dump)
             refs = [whisper_logmel(w) for w in waves]
             diffs = [np.abs(got[i, :len(ref)] - ref[:frames]).max() for i, ref in enumerate(refs)]
-            fitted = [_fit(ref, frames) for ref in refs]
-            logits = block(mx.nd.array(np.stack([x for x, _ in fitted])),
-                           mx.nd.array(np.stack([m for _, m in fitted]))).asnumpy()
+            x = assemble_inputs([{"whisper_logmel": ref} for ref in refs], ("audio",), settings, norm=None)
+            logits = block(mx.nd.array(x["audio"]), mx.nd.array(x["audio_mask"])).asnumpy()
             dl = np.abs(np.asarray(out["logits"], np.float32) - logits).max()
             click.echo(f"{label:<10} {len(waves):>3} clips: max |C++ - librosa| features {max(diffs):.3g}, "
                        f"max |C++ - MXNet| logits {dl:.3g}")

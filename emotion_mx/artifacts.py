@@ -328,8 +328,12 @@ def make_sidecar(spec, *, batch_size=1, precision="fp32", norm=None, vocab_file=
         "params_file": EXPORT_PARAMS,
     }
     if "audio" in spec.modalities and spec.data.audio_feature == "whisper_logmel":  # C++ raw-audio front end
+        from .config import AudioConfig, from_dict
         from .features.whisper_frontend import WHISPER_FRONTEND
-        sidecar["frontend"] = {"audio": {"kind": "whisper_logmel", **WHISPER_FRONTEND}}
+        # max_seconds: the waveform is cut there before the front end, as the store build does
+        audio = from_dict(AudioConfig, (spec.data.preprocessing or {}).get("audio"), "model spec", "audio.")
+        sidecar["frontend"] = {"audio": {"kind": "whisper_logmel", **WHISPER_FRONTEND,
+                                         "max_seconds": audio.max_seconds}}
     if extra:
         sidecar.update(extra)
     return sidecar

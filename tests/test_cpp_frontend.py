@@ -10,14 +10,12 @@ import pytest
 import soundfile as sf
 
 from emotion_mx import artifacts as A
-from emotion_mx.contract import input_names, input_shapes
-from emotion_mx.data import _fit
+from emotion_mx.contract import input_names
+from emotion_mx.data import assemble_inputs
 from emotion_mx.deploy import cpp
 from emotion_mx.deploy.testing import LABELS, make_whisper_logmel_export
 from emotion_mx.errors import EmotionMXError
 from emotion_mx.features.whisper_frontend import WHISPER_FRONTEND, whisper_logmel
-from emotion_mx.models import get_model
-from emotion_mx.store import DataSettings
 
 SR = WHISPER_FRONTEND["sample_rate"]
 FRAMES = 400                    # the test models' audio length T (4 s)
@@ -29,10 +27,11 @@ LOGIT_TOL = 1e-3
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("frontend_models")
-    out = {name: str(root / name) for name in ("audio", "tri", "plain")}
+    out = {name: str(root / name) for name in ("audio", "tri", "plain", "short")}
     nets = {"audio": make_whisper_logmel_export(out["audio"], audio_frames=FRAMES),
             "tri": make_whisper_logmel_export(out["tri"], "mid_tiny", modalities=None, audio_frames=FRAMES, seed=1)}
     make_whisper_logmel_export(out["plain"], audio_frames=FRAMES, whisper=False)
+    make_whisper_logmel_export(out["short"], audio_frames=FRAMES, max_seconds=4.5)   # store cut at 4.5 s
     return {"dirs": out, "nets": nets}
 
 
@@ -68,7 +67,8 @@ def cpp_features(binary, model_dir, wavs, tmp_path):
 
 def test_sidecar_names_the_front_end_only_for_whisper_logmel(models):
     audio = A.read_sidecar(models["dirs"]["audio"])
-    assert audio["frontend"] == {"audio": {"kind": "whisper_logmel", **WHISPER_FRONTEND}}
+    assert audio["frontend"] == {"audio": {"kind": "whisper_logmel", **WHISPER_FRONTEND, "max_seconds": 30.0}}
+    assert A.read_sidecar(models["dirs"]["short"])["frontend"]["audio"]["max_seconds"] == 4.5
     assert audio["format"] == "emotion_mx.exported/2"
     assert "frontend" not in A.read_sidecar(models["dirs"]["plain"])
 
@@ -96,6 +96,19 @@ def test_a_clip_longer_than_the_model_is_cut_after_the_front_end(cpp_binary, mod
     assert out["audio"][0]["frames"] == 500 and out["audio"][0]["used_frames"] == FRAMES
 
 
+def test_audio_is_cut_at_the_stores_max_seconds_before_the_front_end(cpp_binary, models, tmp_path):
+    """The store build cuts the waveform at audio.max_seconds (4.5 s here), then computes the
+    features: a loud tail after 4.5 s must not move the floor."""
+    wave = tone(6.0, seed=8)
+    wave[int(5.0 * SR):] *= 30.0
+    wav = write_wav(tmp_path / "long.wav", wave, "FLOAT")
+    ref = whisper_logmel(decoded(wav)[:int(4.5 * SR)])                         # (450, 80)
+    got, out = cpp_features(cpp_binary, models["dirs"]["short"], [wav], tmp_path)
+    assert np.abs(got[0] - ref[:FRAMES]).max() <= FEATURE_TOL
+    assert out["audio"][0]["frames"] == 450
+    assert np.abs(got[0] - whisper_logmel(decoded(wav))[:FRAMES]).max() > 0.1   # the uncut clip differs
+
+
 def test_cpp_logmel_matches_librosa_on_real_emodb(cpp_binary, models, real_data, tmp_path):
     from emotion_mx.features.audio import load_audio
     src = os.path.join(real_data, "emodb", "wav")
@@ -120,16 +133,18 @@ def test_cpp_logmel_matches_librosa_on_real_emodb(cpp_binary, models, real_data,
 
 # ---- end to end: C++ --audio logits against the MXNet model on Python features -----------------
 
-def python_audio_inputs(wavs):
-    """Inputs audio/audio_mask from whisper_logmel, cut or zero-padded as the data pipeline does."""
-    fitted = [_fit(whisper_logmel(decoded(w)), FRAMES) for w in wavs]
-    return np.stack([x for x, _ in fitted]), np.stack([m for _, m in fitted])
+def python_audio_inputs(model_dir, wavs):
+    """Inputs audio/audio_mask from whisper_logmel, through the data pipeline's assemble_inputs."""
+    settings = A.exported_settings(A.read_sidecar(model_dir))
+    x = assemble_inputs([{"whisper_logmel": whisper_logmel(decoded(w))} for w in wavs], ("audio",),
+                        settings, norm=None)
+    return x["audio"], x["audio_mask"]
 
 
 def test_cpp_audio_logits_match_the_mxnet_model(cpp_binary, models, tmp_path):
     wavs = [write_wav(tmp_path / "a.wav", tone(2.3, seed=1)),
             write_wav(tmp_path / "b.wav", tone(4.6, seed=2, channels=2), "FLOAT")]
-    x, m = python_audio_inputs(wavs)
+    x, m = python_audio_inputs(models["dirs"]["audio"], wavs)
     ref = models["nets"]["audio"](mx.nd.array(x), mx.nd.array(m)).asnumpy()
     out = cpp.run_audio(cpp_binary, models["dirs"]["audio"], wavs)
     got = np.asarray(out["logits"], np.float32)
@@ -138,21 +153,27 @@ def test_cpp_audio_logits_match_the_mxnet_model(cpp_binary, models, tmp_path):
     assert out["predicted"] == [LABELS[i] for i in ref.argmax(1)]
 
 
+def test_cpp_audio_matches_the_python_raw_media_path(cpp_binary, models, tmp_path):
+    """emotion_mx.api (load_audio → whisper features → assemble_inputs → the exported model)
+    and emotion_predict --audio give the same probabilities for the same WAV files."""
+    from emotion_mx.api import EmotionRecognizer
+    wavs = [write_wav(tmp_path / "a.wav", tone(2.7, seed=9)),
+            write_wav(tmp_path / "b.wav", tone(3.3, seed=10, channels=2), "FLOAT")]
+    py = EmotionRecognizer.load(models["dirs"]["audio"])
+    ref = np.array([[py.predict(audio=w).probabilities[l] for l in LABELS] for w in wavs])
+    got = np.asarray(cpp.run_audio(cpp_binary, models["dirs"]["audio"], wavs)["probabilities"])
+    assert np.abs(got - ref).max() <= 1e-5
+
+
 def test_cpp_audio_runs_a_whisper_encoder_graph(cpp_binary, tmp_path):
-    """The Whisper-tiny encoder graph (random weights) + layer-weighted head, 3 s of audio."""
-    mx.random.seed(0)
-    net = get_model("whisper_tiny_en", num_classes=4)
-    net.initialize(mx.init.Xavier())
-    T = 300
-    spec = A.ModelSpec(name="whisper_tiny_en", kwargs={}, modalities=("audio",), num_classes=4, labels=LABELS,
-                       inputs=input_shapes(("audio",), audio_frames=T, audio_dim=80),
-                       data=DataSettings(("audio",), audio_feature="whisper_logmel", max_audio_frames=T))
+    """The whisper_tiny_en preset (Whisper-tiny encoder slot, random weights), 3 s of audio."""
     model = str(tmp_path / "whisper")
-    A.export_block(net, spec, model)
+    net = make_whisper_logmel_export(model, "whisper_tiny_en", audio_frames=300)
     wav = write_wav(tmp_path / "c.wav", tone(2.5, seed=4))
-    x, m = _fit(whisper_logmel(decoded(wav)), T)
-    ref = net(mx.nd.array(x[None]), mx.nd.array(m[None])).asnumpy()
+    x, m = python_audio_inputs(model, [wav])
+    ref = net(mx.nd.array(x), mx.nd.array(m)).asnumpy()
     got = np.asarray(cpp.run_audio(cpp_binary, model, [wav])["logits"], np.float32)
+    assert got.shape == ref.shape == (1, 4)
     assert np.abs(got - ref).max() <= LOGIT_TOL
 
 
@@ -165,7 +186,7 @@ def test_other_modalities_come_from_npy_or_are_missing(cpp_binary, models, tmp_p
     text = rng.integers(4, 60, size=(1, *shapes["text"])).astype(np.float32)
     text_mask = np.zeros((1, *shapes["text_mask"]), np.float32)
     text_mask[0, :5] = 1.0
-    x, m = python_audio_inputs([wav])
+    x, m = python_audio_inputs(models["dirs"]["tri"], [wav])
     ref = models["nets"]["tri"](*[mx.nd.array(a) for a in (
         x, m, text, text_mask, np.zeros((1, *shapes["video"]), np.float32),
         np.zeros((1, *shapes["video_mask"]), np.float32))]).asnumpy()
@@ -181,7 +202,7 @@ def test_cpp_predict_cli_takes_wav_files(cpp_binary, models, tmp_path):
     from click.testing import CliRunner
     from emotion_mx.commands.cpp_predict import main
     wavs = [write_wav(tmp_path / "a.wav", tone(2.0, seed=6)), write_wav(tmp_path / "b.wav", tone(3.0, seed=7))]
-    x, m = python_audio_inputs(wavs)
+    x, m = python_audio_inputs(models["dirs"]["audio"], wavs)
     ref = models["nets"]["audio"](mx.nd.array(x), mx.nd.array(m)).asnumpy()
     res = CliRunner().invoke(main, ["--model", models["dirs"]["audio"], "--audio", wavs[0], "--audio", wavs[1],
                                     "--build-dir", os.path.dirname(cpp_binary)])

@@ -80,6 +80,11 @@ WhisperFrontendConfig WhisperFrontendConfig::from_json(const json::Value& v) {
   c.scale = v.at("scale").number("frontend.audio.scale");
   if (!(c.log_floor > 0) || !(c.dynamic_range > 0) || !(c.scale != 0) || !std::isfinite(c.offset))
     throw Error("frontend.audio needs log_floor > 0, dynamic_range > 0, scale != 0");
+  if (v.contains("max_seconds") && !v.at("max_seconds").is_null()) {
+    c.max_seconds = v.at("max_seconds").number("frontend.audio.max_seconds");
+    if (!(c.max_seconds > 0) || c.max_seconds > 86400)
+      throw Error("frontend.audio.max_seconds must be a positive number of seconds");
+  }
   return c;
 }
 

@@ -226,6 +226,10 @@ int run(const Options& opt) {
         throw Error(path + ": " + std::to_string(clip.sample_rate) + " Hz audio, the model's front end needs " +
                     std::to_string(cfg.sample_rate) + " Hz: resample to " + std::to_string(cfg.sample_rate) +
                     " Hz (e.g. ffmpeg -i " + path + " -ar " + std::to_string(cfg.sample_rate) + " out.wav)");
+      if (cfg.max_seconds > 0) {  // the Python feature extraction cuts the waveform there first
+        const auto limit = static_cast<std::size_t>(std::llround(cfg.max_seconds * cfg.sample_rate));
+        if (clip.samples.size() > limit) clip.samples.resize(limit);
+      }
       clips.push_back(std::move(clip));
     }
     for (const auto& spec : model.inputs)

@@ -70,15 +70,19 @@ def synthetic_inputs(spec_or_sidecar, batch_size=4, seed=0, missing=None):
 
 
 def make_whisper_logmel_export(out_dir, name="audio_cnn", modalities=("audio",), audio_frames=400, seed=0,
-                               whisper=True):
+                               whisper=True, max_seconds=30.0):
     """Export registry preset ``name`` (random weights) whose audio input is ``(audio_frames, 80)``
-    Whisper log-mel (data settings ``audio_feature="whisper_logmel"``: the sidecar then carries
-    ``frontend.audio`` and the C++ wrapper takes raw WAV); ``whisper=False``: the same shapes
-    with plain ``logmel`` settings (no front end).  Returns the initialised block."""
+    Whisper log-mel (data settings ``audio_feature="whisper_logmel"``, a store built with
+    ``audio.whisper`` and ``audio.max_seconds``: the sidecar then carries ``frontend.audio`` and
+    the C++ wrapper takes raw WAV); ``whisper=False``: the same shapes with plain ``logmel``
+    settings (no front end).  Returns the initialised block."""
     mx.random.seed(seed)
     net, spec = spec_for(name, modalities=modalities, audio_dim=80, audio_frames=audio_frames)
     if whisper:
-        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, audio_feature="whisper_logmel"))
+        pre = dict(spec.data.preprocessing)
+        pre["audio"] = dict(pre.get("audio", {}), whisper=True, max_seconds=float(max_seconds))
+        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, audio_feature="whisper_logmel",
+                                                                  preprocessing=pre))
     net.initialize(mx.init.Xavier())
     A.export_block(net, spec, out_dir)
     return net

@@ -28,6 +28,9 @@ struct WhisperFrontendConfig {
   double dynamic_range = 0;
   double offset = 0;
   double scale = 0;
+  /// Decoded audio is cut to this many seconds before the front end (as the Python feature
+  /// extraction does; 0: no limit).  Optional in the sidecar.
+  double max_seconds = 0;
 
   /// From the sidecar's frontend.audio object; throws Error for another kind, a mel_norm other
   /// than "slaney" or an implausible constant.
