@@ -264,7 +264,7 @@ def test_cpp_audio_bad_input_is_one_error_line(cpp_binary, models, tmp_path, cas
     rc, lines = run_raw(cpp_binary, args)
     assert rc == 2 and len(lines) == 1, lines
     assert lines[0].startswith("error: ") and all(e in lines[0] for e in expect), lines[0]
-    if case in ("pcm8", "rate44k", "truncated", "not_wav"):
+    if case in ("pcm8", "pcm24", "rate44k", "truncated", "not_wav", "too_short"):
         assert wav in lines[0]                                                 # names the file
 
 

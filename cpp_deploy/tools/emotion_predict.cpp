@@ -230,16 +230,16 @@ int run(const Options& opt) {
         const auto limit = static_cast<std::size_t>(std::llround(cfg.max_seconds * cfg.sample_rate));
         if (clip.samples.size() > limit) clip.samples.resize(limit);
       }
+      const std::size_t shortest = static_cast<std::size_t>(cfg.n_fft / 2 + 1);  // reflect padding needs it
+      if (clip.samples.size() < shortest)
+        throw Error(path + ": " + std::to_string(clip.samples.size()) + " samples are too short for the front end "
+                    "(needs at least " + std::to_string(shortest) + ")");
       clips.push_back(std::move(clip));
     }
     for (const auto& spec : model.inputs)
       if (spec.name == "audio") model_frames = spec.shape[1];
     frontend.emplace(cfg);
-    try {
-      computed = audio_inputs(*frontend, clips, model_frames, &clip_frames);
-    } catch (const Error& e) {
-      throw Error(std::string("--audio: ") + e.what());
-    }
+    computed = audio_inputs(*frontend, clips, model_frames, &clip_frames);
     batch = static_cast<uint32_t>(clips.size());
     if (!opt.dump_features.empty()) {
       const auto& a = computed.at("audio");
