@@ -212,6 +212,8 @@ def test_cpp_predict_cli_takes_wav_files(cpp_binary, models, tmp_path):
     assert [r[1] for r in rows] == [LABELS[i] for i in ref.argmax(1)]
     with pytest.raises(EmotionMXError, match="no raw-audio front end"):
         cpp.predict_audio(models["dirs"]["plain"], wavs, build_dir=os.path.dirname(cpp_binary))
+    res = CliRunner().invoke(main, ["--model", models["dirs"]["audio"]])
+    assert isinstance(res.exception, EmotionMXError) and "either --data STORE or --audio" in str(res.exception)
 
 
 # ---- bad input: one "error:" line, exit code 2 ------------------------------------------------
