@@ -195,3 +195,29 @@ def test_minilm_wordpiece_run_and_export_carry_the_tokenizer(tmp_path):
     assert inputs["text_mask"][1].sum() == 0                         # no text: the modality is missing
     probs = model.probabilities(inputs)
     assert probs.shape == (2, 3) and np.allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+@needs_minilm
+def test_stream_of_a_trimodal_pretrained_model_equals_predict_on_each_window(tmp_path):
+    """Streaming a clip + subtitles through mid_pretrained (Whisper log-mel computed per window,
+    WordPiece text, 64 px faces in [-1, 1]) gives what predict gives on the same segments."""
+    from emotion_mx.inference.predict import Predictor, media_item
+    from emotion_mx.inference.stream import StreamRunner, open_sources
+    from emotion_mx.inference.subtitles import read_subtitles, text_between
+    from emotion_mx.inference.testing import make_exported, write_av_clip, write_srt
+    model = str(tmp_path / "export")
+    make_exported(model, str(tmp_path), name="mid_pretrained", audio_frames=200, max_tokens=16)
+    clip, _ = write_av_clip(str(tmp_path / "clip.avi"), 3.0, fps=10)
+    srt = write_srt(str(tmp_path / "subs.srt"), [(0.2, 1.4, "I hate this so much!"), (1.6, 2.8, "what a day")])
+    pred = Predictor(model)
+    assert pred.config.audio.whisper and pred.model.settings.text_ids == "wordpiece"
+    runner = StreamRunner(pred, window=2.0, hop=0.5, cues=read_subtitles(srt))
+    sources, live = open_sources(pred.modalities, 16000, video=clip)
+    rows = list(runner.run(sources, live=live, realtime=False))
+    assert len(rows) >= 2 and all(r["modalities"] == ["audio", "text", "video"] for r in rows)
+    cues = read_subtitles(srt)
+    for r in rows:
+        item, root = media_item(audio=clip, video=clip, text=text_between(cues, r["start"], r["end"]),
+                                start=r["start"], end=r["end"])
+        ref = pred.predict_items([item], root=root)[0]
+        np.testing.assert_allclose([r["probabilities"][l] for l in ref.labels], ref.probabilities, atol=2e-6)
