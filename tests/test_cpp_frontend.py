@@ -1,7 +1,9 @@
 """C++ wrapper on raw audio (issue 12 item 5): the C++ Whisper log-mel front end against
 ``whisper_logmel`` (librosa), C++ ``--audio`` logits against the MXNet model on Python features,
 and the error lines of unsupported WAV files and models."""
+import json
 import os
+import shutil
 import subprocess
 
 import mxnet as mx
@@ -231,6 +233,7 @@ def run_raw(binary, args):
     ("not_wav", ["not a WAV file"]),
     ("too_short", ["too short for the front end"]),
     ("no_frontend", ["no raw-audio front end", "--input audio=FILE.npy"]),
+    ("other_frontend", ["model.json", "frontend.audio.kind 'mfcc' is not supported"]),
     ("audio_twice", ["do not also pass them with --input"]),
     ("dump_without_audio", ["--dump-features needs --audio"]),
 ])
@@ -256,6 +259,13 @@ def test_cpp_audio_bad_input_is_one_error_line(cpp_binary, models, tmp_path, cas
     elif case == "no_frontend":
         write_wav(wav, tone(1.0))
         model = models["dirs"]["plain"]
+    elif case == "other_frontend":
+        write_wav(wav, tone(1.0))
+        model = str(tmp_path / "model")
+        shutil.copytree(models["dirs"]["audio"], model)
+        sidecar = json.load(open(os.path.join(model, A.SIDECAR)))
+        sidecar["frontend"]["audio"]["kind"] = "mfcc"
+        json.dump(sidecar, open(os.path.join(model, A.SIDECAR), "w"))
     elif case == "audio_twice":
         write_wav(wav, tone(1.0))
         np.save(str(tmp_path / "a.npy"), np.zeros((1, FRAMES, 80), np.float32))
