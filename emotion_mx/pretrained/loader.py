@@ -96,7 +96,8 @@ _TOP = ("final_norm_", "head_")
 
 def layer_groups(encoder):
     """The encoder's parameters by depth: ``[stem, layer 0, ..., layer N-1, top]`` (the input
-    embeddings or convolutional stem first, the final norm or classifier last)."""
+    embeddings or convolutional stem first, the final norm or classifier last; MiniLM's top
+    group is empty, its layers end in their own LayerNorm)."""
     params = encoder.collect_params()
     depth = {}
     for name in params:
