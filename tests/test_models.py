@@ -292,9 +292,11 @@ def test_model_summary_tool_prints_markdown():
     spec = importlib.util.spec_from_file_location("model_summary", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    res = CliRunner().invoke(mod.main, ["--model", "mid_tiny", "--model", "audio_cnn",
+    res = CliRunner().invoke(mod.main, ["--model", "mid_tiny", "--model", "audio_cnn", "--model", "fer_mini_xception",
                                         "--audio-frames", "16", "--audio-dim", "8"])
     assert res.exit_code == 0, res.output
     assert "| `mid_tiny` | mid |" in res.output and "| `audio_cnn` |" in res.output
+    # the pretrained face model is summarised at its own input (64x64), not the --frame-size default
+    assert "| `fer_mini_xception` | early | video | 256 | 0.225 M |" in res.output
     res = CliRunner().invoke(mod.main, ["--model", "nope"])
     assert res.exit_code == 2 and "valid models" in res.output
