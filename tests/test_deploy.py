@@ -135,14 +135,9 @@ def test_onnx_export_matches_mxnet(run_dir, tmp_path):
 RNN_PRESETS = {"audio_crnn", "text_bilstm"}     # MXNet's fused RNN op has no mx2onnx translation
 
 
-# The from-scratch presets; the presets on pretrained encoders (emotion_mx/models/pretrained.py)
-# are not exported to ONNX yet (Whisper's Conv1D layout, fer's reshape codes).
-PRETRAINED_PRESETS = set(__import__("emotion_mx.models", fromlist=["PRESETS"]).PRESETS) & {
-    "whisper_tiny_en", "whisper_base", "minilm_l6", "fer_mini_xception", "mid_pretrained", "late_pretrained"}
-
-
+# Every preset, the ones on pretrained encoders too (their encoders alone: test_deploy_encoders.py).
 @pytest.mark.parametrize("name", sorted(set(__import__("emotion_mx.models", fromlist=["PRESETS"]).PRESETS)
-                                        - RNN_PRESETS - PRETRAINED_PRESETS))
+                                        - RNN_PRESETS))
 def test_onnx_export_is_clean_and_matches_mxnet_for_every_preset(name, tmp_path):
     import onnx
     run = str(tmp_path / "run")

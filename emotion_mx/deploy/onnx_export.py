@@ -34,6 +34,127 @@ UNSUPPORTED = {"RNN": "recurrent layers (the *_crnn / *_bilstm families: MXNet's
                "_contrib_interleaved_matmul_encdec_valatt": "interleaved attention ops"}
 
 
+# ---------------------------------------------------------------------------------------------
+# Converters mx2onnx 1.9 lacks for ops our graphs use (registered only while export_model runs)
+# ---------------------------------------------------------------------------------------------
+
+_RESHAPE_CODES = (-2, -3, -4)
+
+
+def _reshape_pieces(shape):
+    """MXNet reshape codes -> pieces of the ONNX target shape, walking the input dims as MXNet's
+    InferReshapeShape does: ``("dim", i, j)`` input dims i..j-1 (j None: to the end), ``("prod", i)``
+    dim i x dim i+1, ``("div", i, k)`` dim i / k, ``("const", v)``.  -2 only as the last code and
+    ``reverse`` are not handled (ValueError)."""
+    pieces, i, j = [], 0, 0
+    while j < len(shape):
+        c = shape[j]
+        if c == 0:
+            pieces.append(("dim", i, i + 1))
+            i += 1
+        elif c == -2:
+            if j != len(shape) - 1:
+                raise ValueError(f"reshape code -2 before the end of {shape}")
+            pieces.append(("dim", i, None))
+        elif c == -3:
+            pieces.append(("prod", i))
+            i += 2
+        elif c == -4:
+            a, b = shape[j + 1], shape[j + 2]
+            if a == -1:
+                pieces += [("div", i, b), ("const", b)]
+            elif b == -1:
+                pieces += [("const", a), ("div", i, a)]
+            else:
+                pieces += [("const", a), ("const", b)]
+            i += 1
+            j += 2
+        else:                       # a size or -1 (inferred): both consume one input dim
+            pieces.append(("const", c))
+            i += 1
+        j += 1
+    return pieces
+
+
+def _convert_reshape(original):
+    """``Reshape`` with the special codes -2/-3/-4 (mx2onnx converts only a few fixed patterns):
+    the target shape is computed in the graph from ``Shape`` of the input, so the batch and
+    sequence axes stay dynamic.  Other reshapes go to mx2onnx's own converter."""
+    def convert(node, **kwargs):
+        from mxnet.onnx.mx2onnx._op_translations._op_translations_opset12 import (
+            convert_string_to_list, create_tensor, get_inputs)
+        from onnx.helper import make_node
+        name, inputs, attrs = get_inputs(node, kwargs)
+        shape = convert_string_to_list(attrs["shape"])
+        if attrs.get("reverse", "False") == "True" or not any(c in _RESHAPE_CODES for c in shape):
+            return original(node, **kwargs)
+        # every node named: ORT < 1.22 gives nameless fused Split nodes clashing names (its #24203)
+        init, parts = kwargs["initializer"], []
+        nodes = [make_node("Shape", [inputs[0]], [name + "_shape"], name=name + "_shape")]
+
+        def const(values, tag):
+            create_tensor(list(values), f"{name}_{tag}", init)
+            return f"{name}_{tag}"
+
+        def dims(k, i, j):
+            out = f"{name}_dims{k}"
+            nodes.append(make_node("Slice", [name + "_shape", const([i], f"s{k}"),
+                                             const([j if j is not None else 2 ** 62], f"e{k}"),
+                                             const([0], f"a{k}")], [out], name=out))
+            return out
+
+        for k, piece in enumerate(_reshape_pieces(shape)):
+            if piece[0] == "const":
+                parts.append(const([piece[1]], f"c{k}"))
+            elif piece[0] == "dim":
+                parts.append(dims(k, piece[1], piece[2]))
+            elif piece[0] == "prod":
+                nodes.append(make_node("Mul", [dims(k, piece[1], piece[1] + 1),
+                                               dims(f"{k}b", piece[1] + 1, piece[1] + 2)], [f"{name}_p{k}"],
+                                       name=f"{name}_p{k}"))
+                parts.append(f"{name}_p{k}")
+            else:           # div
+                nodes.append(make_node("Div", [dims(k, piece[1], piece[1] + 1), const([piece[2]], f"d{k}")],
+                                       [f"{name}_p{k}"], name=f"{name}_p{k}"))
+                parts.append(f"{name}_p{k}")
+        nodes += [make_node("Concat", parts, [name + "_target"], axis=0, name=name + "_target"),
+                  make_node("Reshape", [inputs[0], name + "_target"], [name], name=name)]
+        return nodes
+    return convert
+
+
+def _convert_convolution(original):
+    """1-D ``Convolution`` (Gluon ``Conv1D``, layout NCW): ONNX ``Conv`` takes any spatial rank;
+    mx2onnx only refuses the layout string."""
+    def convert(node, **kwargs):
+        if node.get("attrs", {}).get("layout") == "NCW":
+            node = dict(node, attrs=dict(node["attrs"], layout="NCHW"))
+        return original(node, **kwargs)
+    return convert
+
+
+EXTRA_CONVERTERS = {"Reshape": _convert_reshape, "Convolution": _convert_convolution}
+
+
+@contextlib.contextmanager
+def _extra_converters():
+    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+    from mxnet.onnx.mx2onnx._op_translations import _op_translations_opset12  # noqa: F401 (registers)
+    table = MXNetGraph.registry_.setdefault(OPSET, {})
+    saved = {op: table.get(op) for op in EXTRA_CONVERTERS}
+    for op, wrap in EXTRA_CONVERTERS.items():
+        original = saved[op] or MXNetGraph.registry_[12][op]
+        table[op] = wrap(original)
+    try:
+        yield
+    finally:
+        for op, fn in saved.items():
+            if fn is None:
+                table.pop(op, None)
+            else:
+                table[op] = fn
+
+
 @contextlib.contextmanager
 def _pinned_opset(version):
     # export_model converts with onnx_opset_version() and then calls helper.make_model(graph)
@@ -86,6 +207,13 @@ def clean_graph(model):
     for t in unused:
         model.graph.initializer.remove(t)
     inits = {t.name for t in model.graph.initializer}
+    # mx2onnx leaves helper nodes nameless; ORT < 1.22 then names two fused Split nodes alike
+    # and refuses the model (onnxruntime #24203): name every node
+    taken = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = next(c for c in (f"{node.op_type}_{i}", f"{node.op_type}_{i}_n") if c not in taken)
+            taken.add(node.name)
     keep = [i for i in model.graph.input if i.name not in inits]
     moved = len(model.graph.input) - len(keep)
     del model.graph.input[:]
@@ -128,7 +256,7 @@ def export_onnx(model_dir, onnx_path=None, verify=True, batch_size=None):
     tmp = onnx_path + ".tmp"
     try:
         # mx2onnx prints node names on stdout; keep stdout for the tool's JSON
-        with _pinned_opset(OPSET), contextlib.redirect_stdout(io.StringIO()):
+        with _pinned_opset(OPSET), _extra_converters(), contextlib.redirect_stdout(io.StringIO()):
             export_model(sym, params, in_shapes=shapes, in_types=[np.float32] * len(shapes),
                          onnx_file_path=tmp)
     except Exception as e:
@@ -188,15 +316,18 @@ def verify_onnx(onnx_path, sym, args, aux, sidecar, batch_size):
     model = onnx.load(onnx_path)
     onnx.checker.check_model(model)
     sess, warnings = ort_session(onnx_path)
-    diff = 0.0
+    diff, scale = 0.0, 0.0
     for bs in sorted({int(batch_size), 3}):
         inputs = random_inputs(sidecar, batch_size=bs)
         ref = Runner(sym, args, aux, {k: v.shape for k, v in inputs.items()}, backend="plain")(inputs)
         feed = {i.name: inputs[i.name] for i in sess.get_inputs()}
         got = sess.run(None, feed)[0]
         diff = max(diff, float(np.abs(got - ref).max()))
-    if not diff <= TOLERANCE:
-        raise EmotionMXError(f"onnxruntime output differs from MXNet by {diff:.3g} (> {TOLERANCE}); "
-                             "the ONNX file is not faithful")
-    return {"checker": "ok", "max_abs_diff_vs_mxnet": diff, "opset_imports": [o.version for o in model.opset_import],
-            "ort_warnings": warnings}
+        scale = max(scale, float(np.abs(ref).max()))
+    # float32 rounding differences grow with the outputs' magnitude (random inputs can drive a
+    # trained head far from its usual range): the bound is relative above logits of 1
+    if not diff <= TOLERANCE * max(1.0, scale):
+        raise EmotionMXError(f"onnxruntime output differs from MXNet by {diff:.3g} (> {TOLERANCE} x "
+                             f"max(1, |output| {scale:.3g})); the ONNX file is not faithful")
+    return {"checker": "ok", "max_abs_diff_vs_mxnet": diff, "max_abs_output": scale,
+            "opset_imports": [o.version for o in model.opset_import], "ort_warnings": warnings}

@@ -161,8 +161,11 @@ class _Reader:
         return next(self._it, None)
 
 
-def quantize_onnx(fp32_onnx, out_path, calib_batches, calib_mode="naive", op_types=None):
-    """ORT static QDQ INT8 (uint8 activations, int8 weights: the x86 U8S8 path) of ``fp32_onnx``."""
+def quantize_onnx(fp32_onnx, out_path, calib_batches, calib_mode="naive", op_types=None, reduce_range=False):
+    """ORT static QDQ INT8 (uint8 activations, int8 weights: the x86 U8S8 path) of ``fp32_onnx``.
+
+    ``reduce_range``: 7-bit weights, ORT's remedy for the int16 saturation of U8S8 products on
+    x86 CPUs without VNNI (AVX2)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     names = [i.name for i in OrtRunner(fp32_onnx).session.get_inputs()]
@@ -170,7 +173,7 @@ def quantize_onnx(fp32_onnx, out_path, calib_batches, calib_mode="naive", op_typ
     kw = {} if op_types is None else {"op_types_to_quantize": list(op_types)}
     quantize_static(fp32_onnx, out_path, _Reader(calib_batches, names), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=method, per_channel=False, **kw)
+                    calibrate_method=method, per_channel=False, reduce_range=reduce_range, **kw)
     return out_path
 
 

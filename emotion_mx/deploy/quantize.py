@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 CALIB_MODES = ("naive", "entropy")
 DEFAULT_EXCLUDED_OPS = ("RNN",)
 QUANTIZED_OP_PREFIXES = ("_contrib_quantized_",)
-FUSED_QUANTIZABLE = ("_sg_mkldnn_fully_connected", "_sg_mkldnn_conv")
+FUSED_QUANTIZABLE = ("_sg_mkldnn_fully_connected", "_sg_mkldnn_conv", "_sg_mkldnn_selfatt_qk",
+                     "_sg_mkldnn_selfatt_valatt")
 
 
 def graph_nodes(sym):
@@ -118,13 +119,13 @@ _OP_ERROR = re.compile(r"Error in operator (\S+?):")
 def _runtime_failures(qsym, qargs, qaux, probe, excluded):
     """{fp32 node: reason} for quantized ops that MXNet rejects at bind/forward time.
 
-    Binds the (uncalibrated) backend-fused INT8 graph and runs one batch; an operator error
-    such as "QuantizedPoolingOp only supports 4D/5D" names the op to keep in fp32.
+    Binds the backend-fused INT8 graph (calibrated on the probe batch: see :func:`_probe_graph`)
+    and runs one batch; an operator error such as "QuantizedPoolingOp only supports 4D/5D" names
+    the op to keep in fp32.
     """
     import mxnet as mx
     try:
-        Runner(qsym.get_backend_symbol("MKLDNN_QUANTIZE"), qargs, qaux,
-               {k: v.shape for k, v in probe.items()})(probe)
+        Runner(qsym, qargs, qaux, {k: v.shape for k, v in probe.items()})(probe)
         return {}
     except mx.base.MXNetError as e:
         text = str(e)
@@ -136,6 +137,25 @@ def _runtime_failures(qsym, qargs, qaux, probe, excluded):
             raise EmotionMXError(f"the INT8 graph does not run: {text.strip().splitlines()[0][:300]}") from None
         reason = next((l.strip() for l in text.splitlines() if "Check failed" in l), text.splitlines()[0])
         return {name: "rejected at run time: " + reason.split("Check failed:", 1)[-1].strip()[:160]}
+
+
+def _probe_graph(fused, arg_params, aux_params, names, probe, excluded, excluded_ops, quantized_dtype):
+    """The backend-fused INT8 graph calibrated (naive) on the probe batch alone.
+
+    Calibrated, not raw: an uncalibrated quantize node emits int8 where the calibrated one emits
+    uint8 (non-negative ranges, e.g. softmax probabilities with ``quantized_dtype='auto'``), and
+    oneDNN's quantized self-attention value op accepts only the latter."""
+    import mxnet as mx
+    from mxnet.contrib.quantization import calib_graph, quantize_graph
+    qsym, _, _, collector = quantize_graph(
+        fused, arg_params, aux_params, ctx=mx.cpu(), excluded_sym_names=sorted(excluded),
+        excluded_op_names=list(excluded_ops), calib_mode="naive", quantized_dtype=quantized_dtype,
+        quantize_mode="full", logger=None)
+    _Calibrator(fused, arg_params, aux_params, names).run([probe], collector)
+    qsym, qargs, qaux = calib_graph(qsym, arg_params, aux_params, collector, calib_mode="naive",
+                                    quantized_dtype=quantized_dtype, logger=None)
+    qsym = qsym.get_backend_symbol("MKLDNN_QUANTIZE")
+    return qsym, {k: v for k, v in qargs.items() if k in set(qsym.list_arguments())}, qaux
 
 
 class _Thresholds:
@@ -203,7 +223,8 @@ def quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mod
             quantized_dtype=quantized_dtype, quantize_mode="full", logger=None)
         bad = {k: v for k, v in unsafe_nodes(qsym, arg_params).items() if k not in excluded}
         if not bad:
-            bad = _runtime_failures(qsym, qargs, qaux, probe, excluded)
+            bad = _runtime_failures(*_probe_graph(fused, arg_params, aux_params, names, probe, excluded,
+                                                  excluded_ops, quantized_dtype), probe, excluded)
         if not bad:
             break
         for k, v in bad.items():

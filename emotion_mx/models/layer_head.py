@@ -89,10 +89,14 @@ class EncoderClassifier(HybridBlock):
             self.encoder = encoder
             self.head = head
 
-    def hybrid_forward(self, F, x, mask):
+    def pooled(self, F, x, mask):
+        """The head's input: per-layer pooled features ``(B, L, D)`` (what the embedding cache holds)."""
         if self._kind == "face":
             emb, _ = self.encoder(F.reshape(x, shape=(-3, -2)))                # (B*N, 128)
             emb = F.reshape_like(emb, mask, lhs_begin=0, lhs_end=1, rhs_begin=0, rhs_end=2)  # (B, N, 128)
-            return self.head(layer_stats(F, F.expand_dims(emb, axis=1), mask, std=False))  # (B, classes)
+            return layer_stats(F, F.expand_dims(emb, axis=1), mask, std=False)  # (B, 1, 128)
         states, m = self.encoder(x, mask)                                      # (B, L, T, C), (B, T)
-        return self.head(layer_stats(F, states, m, std=self._std))            # (B, num_classes)
+        return layer_stats(F, states, m, std=self._std)                        # (B, L, D)
+
+    def hybrid_forward(self, F, x, mask):
+        return self.head(self.pooled(F, x, mask))                              # (B, num_classes)

@@ -14,11 +14,12 @@ the encoder-frame mask ``(B, T')``: a head then takes a learned softmax weightin
 (SUPERB) or one chosen layer.  Padded frames are zeroed before the convolutions and excluded
 from attention as keys: in a padded batch every item's real frames equal its unpadded run.
 """
+import numpy as np
 from mxnet.gluon import HybridBlock, nn
 
 from .common import NEG_INF
 
-__all__ = ["WhisperEncoder", "WHISPER_PRESETS", "whisper_encoder_weights"]
+__all__ = ["WhisperEncoder", "WHISPER_PRESETS", "whisper_encoder_weights", "interleave_qkv"]
 
 # preset -> architecture (data, checked against the checkpoint when loading)
 WHISPER_PRESETS = {
@@ -27,14 +28,22 @@ WHISPER_PRESETS = {
 }
 N_MELS = 80
 MAX_POSITIONS = 1500   # 30 s of encoder frames
+ATTENTION = ("batch_dot", "interleaved")
 
 
 class WhisperLayer(HybridBlock):
-    """Pre-LayerNorm transformer layer with a fused QKV projection (CTranslate2's layout)."""
+    """Pre-LayerNorm transformer layer with a fused QKV projection (CTranslate2's layout).
 
-    def __init__(self, units, num_heads, ffn_units, prefix=None, params=None):
+    ``attention``: ``"batch_dot"`` (QKV rows ``[Q; K; V]`` as in the checkpoint; exports to ONNX
+    everywhere) or ``"interleaved"`` (QKV rows per head ``[Q_h; K_h; V_h]``, see
+    :func:`interleave_qkv`; time-major ``_contrib_interleaved_matmul_selfatt_qk/valatt``, which
+    oneDNN fuses into ``_sg_mkldnn_selfatt_qk/valatt``).  Both give the same outputs."""
+
+    def __init__(self, units, num_heads, ffn_units, attention="batch_dot", prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
-        self._heads = num_heads
+        if attention not in ATTENTION:
+            raise ValueError(f"attention must be one of {ATTENTION}")
+        self._heads, self._attention = num_heads, attention
         self._scale = float((units // num_heads) ** -0.5)
         with self.name_scope():
             self.attn_norm = nn.LayerNorm(epsilon=1e-5, in_channels=units, prefix="attn_norm_")
@@ -44,8 +53,7 @@ class WhisperLayer(HybridBlock):
             self.ffn1 = nn.Dense(ffn_units, flatten=False, in_units=units, prefix="ffn1_")
             self.ffn2 = nn.Dense(units, flatten=False, in_units=ffn_units, prefix="ffn2_")
 
-    def hybrid_forward(self, F, x, key_bias):
-        # x (B, T, C); key_bias (B, 1, 1, T): 0 for real frames, NEG_INF for padding
+    def _batch_dot_attention(self, F, x, key_bias):
         H = self._heads
         qkv = self.qkv(self.attn_norm(x))                                      # (B, T, 3C)
         qkv = F.transpose(F.reshape(qkv, shape=(0, 0, 3, H, -1)), axes=(2, 0, 3, 1, 4))  # (3, B, H, T, D)
@@ -58,18 +66,47 @@ class WhisperLayer(HybridBlock):
         ctx = F.batch_dot(F.reshape(att, shape=(-3, 0, 0)), v)                 # (B*H, T, D)
         ctx = F.reshape(F.transpose(F.reshape(ctx, shape=(-4, -1, H, 0, 0)), axes=(0, 2, 1, 3)),
                         shape=(0, 0, -3))                                      # (B, T, C)
-        x = x + self.proj(ctx)
+        return self.proj(ctx)                                                  # (B, T, C)
+
+    def _interleaved_attention(self, F, x, key_bias):
+        H = self._heads
+        qkv = self.qkv(self.attn_norm(F.transpose(x, axes=(1, 0, 2))))        # (T, B, 3C), per head q|k|v
+        scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=H)        # (B*H, T, T), scaled
+        scores = F.reshape(scores, shape=(-4, -1, H, 0, 0))                    # (B, H, T, T)
+        att = F.softmax(F.broadcast_add(scores, key_bias), axis=-1)            # (B, H, T, T)
+        ctx = F.contrib.interleaved_matmul_selfatt_valatt(qkv, F.reshape(att, shape=(-3, 0, 0)),
+                                                          heads=H)             # (T, B, C)
+        return F.transpose(self.proj(ctx), axes=(1, 0, 2))                     # (B, T, C)
+
+    def hybrid_forward(self, F, x, key_bias):
+        # x (B, T, C); key_bias (B, 1, 1, T): 0 for real frames, NEG_INF for padding
+        if self._attention == "interleaved":
+            x = x + self._interleaved_attention(F, x, key_bias)
+        else:
+            x = x + self._batch_dot_attention(F, x, key_bias)
         h = F.LeakyReLU(self.ffn1(self.ffn_norm(x)), act_type="gelu")          # (B, T, 4C)
         return x + self.ffn2(h)                                                # (B, T, C)
+
+
+def interleave_qkv(qkv, num_heads, inverse=False):
+    """QKV weight ``(3C, C)`` or bias ``(3C,)`` rows from ``[Q; K; V]`` to per-head
+    ``[Q_1; K_1; V_1; Q_2; ...]`` (``inverse``: back); numpy or NDArray."""
+    n = qkv.shape[0] // 3
+    shape = (3, num_heads, n // num_heads) if not inverse else (num_heads, 3, n // num_heads)
+    order = np.arange(3 * n).reshape(shape).transpose(1, 0, 2).reshape(-1)
+    if isinstance(qkv, np.ndarray):
+        return qkv[order]
+    import mxnet as mx
+    return mx.nd.take(qkv, mx.nd.array(order, ctx=qkv.context, dtype="int64"))
 
 
 class WhisperEncoder(HybridBlock):
     """Whisper encoder: ``(mel (B, T, 80), mask (B, T)) -> (states (B, N+1, T', C), mask' (B, T'))``."""
 
     def __init__(self, num_layers=4, units=384, num_heads=6, ffn_units=1536, n_mels=N_MELS,
-                 max_positions=MAX_POSITIONS, prefix=None, params=None):
+                 max_positions=MAX_POSITIONS, attention="batch_dot", prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
-        self.num_layers, self.units = num_layers, units
+        self.num_layers, self.units, self.num_heads, self.attention = num_layers, units, num_heads, attention
         with self.name_scope():
             self.conv1 = nn.Conv1D(units, 3, padding=1, in_channels=n_mels, prefix="conv1_")
             self.conv2 = nn.Conv1D(units, 3, strides=2, padding=1, in_channels=units, prefix="conv2_")
@@ -78,7 +115,8 @@ class WhisperEncoder(HybridBlock):
             self.layers = nn.HybridSequential(prefix="layers_")
             with self.layers.name_scope():
                 for i in range(num_layers):
-                    self.layers.add(WhisperLayer(units, num_heads, ffn_units, prefix=f"layer{i}_"))
+                    self.layers.add(WhisperLayer(units, num_heads, ffn_units, attention=attention,
+                                                 prefix=f"layer{i}_"))
             self.final_norm = nn.LayerNorm(epsilon=1e-5, in_channels=units, prefix="final_norm_")
 
     def hybrid_forward(self, F, mel, mask, position):
@@ -100,6 +138,25 @@ class WhisperEncoder(HybridBlock):
             x = layer(x, key_bias)
             states.append(self.final_norm(x) if i == self.num_layers - 1 else x)
         return F.stack(*states, axis=1), m                                     # (B, N+1, T', C), (B, T')
+
+
+def with_attention(encoder, attention):
+    """A copy of ``encoder`` (same prefix, so the same parameter names) whose layers compute
+    attention the other way (:data:`ATTENTION`), its QKV rows reordered to match: outputs equal."""
+    import mxnet as mx
+    if attention not in ATTENTION:
+        raise ValueError(f"attention must be one of {ATTENTION}")
+    out = WhisperEncoder(num_layers=encoder.num_layers, units=encoder.units, num_heads=encoder.num_heads,
+                         ffn_units=encoder.layers[0].ffn1._units, n_mels=encoder.conv1._in_channels,
+                         max_positions=encoder.position.shape[0], attention=attention, prefix=encoder.prefix)
+    out.initialize(ctx=mx.cpu())
+    src = encoder.collect_params()
+    for name, p in out.collect_params().items():
+        value = src[name].data()
+        if "_qkv_" in name and attention != encoder.attention:
+            value = interleave_qkv(value, encoder.num_heads, inverse=attention == "batch_dot")
+        p.set_data(value)
+    return out
 
 
 def whisper_encoder_weights(variables, num_layers, units, num_heads, ffn_units, where):
