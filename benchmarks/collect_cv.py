@@ -6,7 +6,8 @@ import os
 import click
 import numpy as np
 
-METRICS = (("unweighted_accuracy", "UA"), ("accuracy", "WA"), ("macro_f1", "macro-F1"), ("valid_ua", "valid UA"))
+METRICS = (("unweighted_accuracy", "UA"), ("accuracy", "WA"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted F1"),
+           ("valid_ua", "valid UA"))
 
 
 @click.command()

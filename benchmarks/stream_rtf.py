@@ -104,7 +104,8 @@ def stream_once(model_dir, clip, srt, window, hop, faces="after"):
     pred = Predictor(model_dir)
     opts = dict(FACES[faces])
     hop_audio = opts.pop("hop_audio")
-    runner = StreamRunner(pred, window=window, hop=hop, cues=read_subtitles(srt) if srt else None, **opts)
+    cues = read_subtitles(srt) if srt and "text" in pred.modalities else None
+    runner = StreamRunner(pred, window=window, hop=hop, cues=cues, **opts)
     if not hop_audio:
         runner.audio_cache = None
     sources, _ = open_sources(pred.modalities, pred.config.audio.sample_rate, video=clip)
@@ -114,7 +115,8 @@ def stream_once(model_dir, clip, srt, window, hop, faces="after"):
 
 @click.command()
 @click.option("--seconds", default=30.0, show_default=True, help="Clip length.")
-@click.option("--models", default="mid_tiny,mid_base", show_default=True, help="Registry models, comma-separated.")
+@click.option("--models", default="mid_tiny,mid_base", show_default=True,
+              help="Registry models, comma-separated (pretrained presets too: whisper_tiny_en, mid_pretrained).")
 @click.option("--window", default=2.0, show_default=True)
 @click.option("--hop", default=0.5, show_default=True)
 @click.option("--detect/--no-detect", default=True, show_default=True, help="Haar face detection per frame.")

@@ -17,7 +17,8 @@ it: an exported model served by ONNX Runtime reads its sidecar here without impo
 Exported model directory (``tools/export.py``, read by C++, ONNX, predict, stream)::
 
     DIR/model-symbol.json, DIR/model-0000.params, DIR/model.json (sidecar, SIDECAR_FORMAT:
-    "features" holds the DataSettings), DIR/vocab.json
+    "features" holds the DataSettings; optional "frontend": {"audio": {"kind": "whisper_logmel",
+    ...constants}} for models on Whisper log-mel, so C++ computes them from raw audio), DIR/vocab.json
 
 Both JSON files are read through one function each (:func:`load_model_spec`,
 :func:`read_sidecar`), which also upgrades the previous layout (format 1: data settings flat
@@ -44,6 +45,7 @@ MODEL_SPEC = "model.json"
 BEST_PARAMS = "best.params"
 NORM = "norm.json"
 VOCAB = "vocab.json"
+TOKENIZER = "tokenizer.json"             # the run's copy of MiniLM's WordPiece (text_ids: wordpiece)
 LABELS = "labels.json"
 CONFIG = "config.yaml"
 
@@ -325,6 +327,13 @@ def make_sidecar(spec, *, batch_size=1, precision="fp32", norm=None, vocab_file=
         "symbol_file": EXPORT_SYMBOL,
         "params_file": EXPORT_PARAMS,
     }
+    if "audio" in spec.modalities and spec.data.audio_feature == "whisper_logmel":  # C++ raw-audio front end
+        from .config import AudioConfig, from_dict
+        from .features.whisper_frontend import WHISPER_FRONTEND
+        # max_seconds: the waveform is cut there before the front end, as the store build does
+        audio = from_dict(AudioConfig, (spec.data.preprocessing or {}).get("audio"), "model spec", "audio.")
+        sidecar["frontend"] = {"audio": {"kind": "whisper_logmel", **WHISPER_FRONTEND,
+                                         "max_seconds": audio.max_seconds}}
     if extra:
         sidecar.update(extra)
     return sidecar
@@ -408,7 +417,7 @@ def load_run_split(model_dir, store, split, fold, *, limit=None):
     """:class:`~emotion_mx.data.Split` ``split`` of fold ``fold`` of ``store`` (a path or a
     :class:`FeatureStore`) prepared exactly as the run or exported model in ``model_dir`` was
     trained: its data settings, its normalisation and vocabulary, never the store's."""
-    from .features.text import load_vocab
+    from .store import load_text_vocab
     store = store if isinstance(store, FeatureStore) else FeatureStore(store)
     meta, settings, norm, vocab = run_data(model_dir)
     if list(store.labels) != list(meta["labels"]):
@@ -416,7 +425,8 @@ def load_run_split(model_dir, store, split, fold, *, limit=None):
     ids = store.ids(fold, split)[:limit]
     if not ids:
         raise EmotionMXError(f"{store.path}: fold {fold} has no {split} items")
-    vocab = load_vocab(vocab) if "text" in settings.modalities and vocab and os.path.isfile(vocab) else None
+    vocab = (load_text_vocab(vocab, settings) if "text" in settings.modalities and vocab and os.path.isfile(vocab)
+             else None)
     return load_split(store, fold, split, settings, norm=norm, vocab=vocab, ids=ids)
 
 
@@ -424,7 +434,7 @@ def write_exported(out_dir, sym, arg_params, aux_params, sidecar, run_dir=None):
     """Write a complete exported directory: symbol, params, sidecar and the run's vocab copy."""
     save_symbol_params(out_dir, sym, arg_params, aux_params)
     if run_dir is not None and sidecar.get("vocab"):
-        src = run_file(run_dir, VOCAB)
+        src = run_file(run_dir, sidecar["vocab"])
         if os.path.isfile(src):
             shutil.copyfile(src, os.path.join(out_dir, sidecar["vocab"]))
     write_json(os.path.join(out_dir, SIDECAR), sidecar)
@@ -434,7 +444,7 @@ def run_export_inputs(run_dir):
     """(norm dict or None, vocab file name or None) to put into a sidecar for ``run_dir``."""
     norm_path = run_file(run_dir, NORM)
     norm = read_json(norm_path) if os.path.isfile(norm_path) else None
-    vocab = VOCAB if os.path.isfile(run_file(run_dir, VOCAB)) else None
+    vocab = next((f for f in (VOCAB, TOKENIZER) if os.path.isfile(run_file(run_dir, f))), None)
     return norm, vocab
 
 

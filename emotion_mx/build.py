@@ -77,6 +77,8 @@ def extract_item(item, root, cfg):
                                   hop_ms=a.hop_ms, n_mfcc=a.n_mfcc, deltas=a.deltas,
                                   prosody=a.prosody, fmin=a.fmin, fmax=a.fmax)
         arrays.update(feats)
+        if a.whisper:
+            arrays.update(fa.whisper_features(wave, a.sample_rate))       # (T, 80)
         meta["duration"] = float(len(wave) / a.sample_rate)
 
     # 1b. text: tokens (ids are assigned per fold, from the fold's training vocabulary)

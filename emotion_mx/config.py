@@ -404,8 +404,11 @@ class AudioConfig:
     fmin: float = 50.0
     fmax: Optional[float] = None
     max_seconds: float = 30.0
+    whisper: bool = False        # also store Whisper's log-mel (the pretrained Whisper encoders' input)
 
     def __post_init__(self):
+        if self.whisper and self.sample_rate != 16000:
+            raise ValueError(f"audio.whisper needs audio.sample_rate: 16000 (Whisper's front end), got {self.sample_rate}")
         _check_range("audio.sample_rate", self.sample_rate, 1000, 192000)
         _check_range("audio.n_mels", self.n_mels, 1, 512)
         _check_range("audio.win_ms", self.win_ms, 0, 1000, lo_open=True)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .contract import check_modalities
 from .errors import EmotionMXError
-from .store import DataSettings, FeatureStore  # noqa: F401  (FeatureStore: re-exported)
+from .store import SELF_NORMALISED, DataSettings, FeatureStore  # noqa: F401  (FeatureStore: re-exported)
 
 @dataclass
 class Split:
@@ -55,7 +55,9 @@ def data_spec(store, fold, modalities, **settings):
     if "audio" in s.modalities:
         kw["audio_dim"], kw["audio_frames"] = store.audio_dim(s.audio_feature), s.max_audio_frames
     if "text" in s.modalities:
-        kw["vocab_size"], kw["max_tokens"] = len(store.vocab(fold)), s.max_tokens
+        vocab = store.text_vocab(fold, s)
+        kw["vocab_size"] = vocab.tok.get_vocab_size() if s.text_ids == "wordpiece" else len(vocab)
+        kw["max_tokens"] = s.max_tokens
     if "video" in s.modalities:
         kw.update(num_frames=s.num_frames, frame_size=s.frame_size, frame_channels=s.frame_channels)
     return {"settings": s, "model_kwargs": kw}
@@ -83,9 +85,14 @@ def assemble_inputs(items, modalities, settings, norm, vocab=None):
     inputs = {}
     if "audio" in modalities:
         parts = settings.audio_feature.split("+")
-        mean = np.concatenate([np.asarray(norm[p]["mean"], np.float32) for p in parts])
-        std = np.concatenate([np.asarray(norm[p]["std"], np.float32) for p in parts])
-        T, D = settings.max_audio_frames, len(mean)
+        if parts[0] in SELF_NORMALISED:          # Whisper's log-mel: its front end normalises it
+            mean, std = np.float32(0.0), np.float32(1.0)
+            D = next((it[parts[0]].shape[1] for it in items if parts[0] in it), 80)
+        else:
+            mean = np.concatenate([np.asarray(norm[p]["mean"], np.float32) for p in parts])
+            std = np.concatenate([np.asarray(norm[p]["std"], np.float32) for p in parts])
+            D = len(mean)
+        T = settings.max_audio_frames
         x, m = np.zeros((n, T, D), np.float32), np.zeros((n, T), np.float32)
         for i, it in enumerate(items):
             if all(p in it for p in parts):
@@ -99,15 +106,25 @@ def assemble_inputs(items, modalities, settings, norm, vocab=None):
     if "text" in modalities:
         L = settings.max_tokens
         x, m = np.zeros((n, L), np.float32), np.zeros((n, L), np.float32)
-        for i, it in enumerate(items):
-            toks = it.get("tokens")
-            if toks:
-                ids_i = np.asarray(vocab[list(toks[:L])], np.float32)
-                x[i, :len(ids_i)], m[i, :len(ids_i)] = ids_i, 1.0
+        if settings.text_ids == "wordpiece":
+            # MiniLM's WordPiece over the stored word/punctuation tokens ([CLS] ... [SEP]); the
+            # model is uncased and splits punctuation itself, so the joined tokens are its input
+            have = [i for i, it in enumerate(items) if it.get("tokens")]
+            if have:
+                ids, mask = vocab([" ".join(items[i]["tokens"]) for i in have], length=L)
+                x[have], m[have] = ids, mask
+        else:
+            for i, it in enumerate(items):
+                toks = it.get("tokens")
+                if toks:
+                    ids_i = np.asarray(vocab[list(toks[:L])], np.float32)
+                    x[i, :len(ids_i)], m[i, :len(ids_i)] = ids_i, 1.0
         inputs["text"], inputs["text_mask"] = x, m                                        # (N, L), (N, L)
     if "video" in modalities:
         N, C, S = settings.num_frames, settings.frame_channels, settings.frame_size
-        mean, std = norm["frames"]["mean"][0], norm["frames"]["std"][0]
+        # [-1, 1] for the pretrained face model, else the training split's pixel statistics
+        mean, std = (0.5, 0.5) if settings.frame_norm == "symmetric" else (norm["frames"]["mean"][0],
+                                                                            norm["frames"]["std"][0])
         x, m = np.zeros((n, N, C, S, S), np.float32), np.zeros((n, N), np.float32)
         for i, it in enumerate(items):
             if "frames" in it:
@@ -137,7 +154,7 @@ def load_split(store, fold, split, settings, *, norm=None, vocab=None, ids=None)
     modalities = settings.modalities
     norm = norm if norm is not None else store.norm(fold)
     if "text" in modalities and vocab is None:
-        vocab = store.vocab(fold)
+        vocab = store.text_vocab(fold, settings)
     wanted = {"audio": tuple(settings.audio_feature.split("+")), "video": ("frames",)}
     items = []
     for item_id in ids:

@@ -48,8 +48,14 @@ BUILD_META = "meta.json"
 NORM_DIR = "norm"
 VOCAB_DIR = "vocab"
 
-AUDIO_FEATURES = ("logmel", "mfcc", "logmel+prosody", "mfcc+prosody", "logmel+mfcc+prosody")
+AUDIO_FEATURES = ("logmel", "mfcc", "logmel+prosody", "mfcc+prosody", "logmel+mfcc+prosody", "whisper_logmel")
 AUDIO_NORMS = ("fold", "utterance")
+# features that carry their own normalisation (Whisper's front end): never standardised again
+SELF_NORMALISED = ("whisper_logmel",)
+# how text becomes ids: the fold's word vocabulary, or MiniLM's WordPiece (tokenizer.json)
+TEXT_IDS = ("vocab", "wordpiece")
+# how face pixels are scaled: train-split mean/std, or [-1, 1] (the pretrained face model's input)
+FRAME_NORMS = ("fold", "symmetric")
 MAX_AUDIO_FRAMES = 1500   # 15 s at a 10 ms hop: longer utterances are cut
 MAX_TOKENS = 128
 # the store config sections that describe raw-media preprocessing
@@ -78,10 +84,16 @@ class DataSettings(Record):
     num_frames: Optional[int] = None
     frame_size: Optional[int] = None
     frame_channels: Optional[int] = None
+    text_ids: str = "vocab"
+    frame_norm: str = "fold"
     preprocessing: Mapping[str, Any] = field(default_factory=dict)   # the store's raw-media settings
 
     def __post_init__(self):
         object.__setattr__(self, "modalities", check_modalities(self.modalities))
+        if self.text_ids not in TEXT_IDS:
+            raise EmotionMXError(f"unknown text_ids '{self.text_ids}'; choose from {', '.join(TEXT_IDS)}")
+        if self.frame_norm not in FRAME_NORMS:
+            raise EmotionMXError(f"unknown frame_norm '{self.frame_norm}'; choose from {', '.join(FRAME_NORMS)}")
         if self.audio_feature not in AUDIO_FEATURES:
             raise EmotionMXError(f"unknown audio_feature '{self.audio_feature}'; choose from {', '.join(AUDIO_FEATURES)}")
         if self.audio_norm not in AUDIO_NORMS:
@@ -217,22 +229,33 @@ class FeatureStore:
         return self.index[item_id].get("tokens")
 
     def resolve_settings(self, modalities, audio_feature="logmel", max_audio_frames=None,
-                         max_tokens=None, num_frames=None, audio_norm="fold"):
+                         max_tokens=None, num_frames=None, audio_norm="fold", text_ids="vocab",
+                         frame_norm="fold", frame_size=None, frame_channels=None):
         """:class:`DataSettings` shared by every split (so train/valid/test arrays have one
-        shape): unset lengths become the store's longest item, capped."""
-        s = DataSettings(modalities, audio_feature=audio_feature, audio_norm=audio_norm,
-                         preprocessing=self.preprocessing())
+        shape): unset lengths become the store's longest item, capped.  ``frame_size`` /
+        ``frame_channels``: what the model needs (checked against the store's faces)."""
+        s = DataSettings(modalities, audio_feature=audio_feature, audio_norm=audio_norm, text_ids=text_ids,
+                         frame_norm=frame_norm, preprocessing=self.preprocessing())
         shapes = [e.get("shapes", {}) for e in self.index.values()]
         out = {}
         if "audio" in s.modalities:
-            ts = [sh["logmel"][0] for sh in shapes if "logmel" in sh]
+            key = audio_feature.split("+")[0]
+            ts = [sh[key][0] for sh in shapes if key in sh]
             if not ts:
-                raise EmotionMXError(f"{self.path} has no audio features; drop 'audio' from the modalities")
+                hint = ("build the store with audio.whisper: true (e.g. configs/datasets/emodb_pretrained.yaml)"
+                        if key == "whisper_logmel" else "drop 'audio' from the modalities")
+                raise EmotionMXError(f"{self.path} has no '{key}' audio features; {hint}")
             out["max_audio_frames"] = int(max_audio_frames or min(max(ts), MAX_AUDIO_FRAMES))
         if "text" in s.modalities:
-            ls = [len(e["tokens"]) for e in self.index.values() if e.get("tokens")]
-            if not ls:
+            texts = [e["tokens"] for e in self.index.values() if e.get("tokens")]
+            if not texts:
                 raise EmotionMXError(f"{self.path} has no transcripts; drop 'text' from the modalities")
+            if text_ids == "wordpiece" and not max_tokens:
+                from .models.minilm import MiniLMTokenizer
+                tok = MiniLMTokenizer(wordpiece_file()).tok
+                ls = [len(e.ids) for e in tok.encode_batch([" ".join(t) for t in texts])]
+            else:
+                ls = [len(t) for t in texts]
             out["max_tokens"] = int(max_tokens or min(max(ls), MAX_TOKENS))
         if "video" in s.modalities:
             fs = [sh["frames"] for sh in shapes if "frames" in sh]
@@ -240,6 +263,12 @@ class FeatureStore:
                 raise EmotionMXError(f"{self.path} has no face frames; drop 'video' from the modalities")
             out["num_frames"] = int(num_frames or max(f[0] for f in fs))
             out["frame_channels"], out["frame_size"] = int(fs[0][1]), int(fs[0][2])
+            want = (frame_channels or out["frame_channels"], frame_size or out["frame_size"])
+            if want != (out["frame_channels"], out["frame_size"]):
+                raise EmotionMXError(f"{self.path} holds {out['frame_channels']}-channel faces of "
+                                     f"{out['frame_size']} px; the model takes {want[0]}-channel faces of "
+                                     f"{want[1]} px: build a store with face.size: {want[1]} and face.grayscale: "
+                                     f"{'true' if want[0] == 1 else 'false'} (e.g. configs/datasets/ckplus48_pretrained.yaml)")
         return replace(s, **out)
 
     def preprocessing(self):
@@ -254,5 +283,29 @@ class FeatureStore:
         return read_json(os.path.join(self.path, BUILD_META))["root"]
 
     def audio_dim(self, audio_feature):
-        first = next(i for i, e in self.index.items() if "logmel" in e.get("shapes", {}))
-        return sum(self.index[first]["shapes"][k][1] for k in audio_feature.split("+"))
+        parts = audio_feature.split("+")
+        first = next(i for i, e in self.index.items() if parts[0] in e.get("shapes", {}))
+        return sum(self.index[first]["shapes"][k][1] for k in parts)
+
+    def text_vocab(self, fold, settings):
+        """What turns this store's text into ids for ``settings``: the fold's word vocabulary or
+        MiniLM's WordPiece tokenizer."""
+        if settings.text_ids == "wordpiece":
+            return load_text_vocab(wordpiece_file(), settings)
+        return self.vocab(fold)
+
+
+def wordpiece_file():
+    """MiniLM's ``tokenizer.json`` from the installed weight package (a run keeps its own copy)."""
+    from .pretrained.sources import package_file
+    return package_file("minilm_l6", "tokenizer.json")
+
+
+def load_text_vocab(path, settings):
+    """A run's or an export's text vocabulary file as ``settings`` use it: a gluonnlp vocabulary
+    (``text_ids: vocab``) or a WordPiece tokenizer (``text_ids: wordpiece``)."""
+    if settings.text_ids == "wordpiece":
+        from .models.minilm import MiniLMTokenizer
+        return MiniLMTokenizer(path, max_length=settings.max_tokens)
+    from .features.text import load_vocab   # gluonnlp/MXNet: only when there is text
+    return load_vocab(path)

@@ -25,6 +25,16 @@ def copy_media(items, src_root, dst_root):
 
 
 @pytest.fixture(scope="session")
+def cpp_binary(tmp_path_factory):
+    """``emotion_predict`` (cpp_deploy/) built once per session into a temporary folder."""
+    import shutil
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed")
+    from emotion_mx.deploy import cpp
+    return cpp.build(str(tmp_path_factory.mktemp("cpp_build")))
+
+
+@pytest.fixture(scope="session")
 def emodb_small_store(real_data, tmp_path_factory):
     """A feature store of 60 real EmoDB utterances (6 per speaker, all 7 classes), 5 folds.
 

@@ -135,7 +135,7 @@ def test_onnx_export_matches_mxnet(run_dir, tmp_path):
 RNN_PRESETS = {"audio_crnn", "text_bilstm"}     # MXNet's fused RNN op has no mx2onnx translation
 
 
-# The from-scratch presets; the pretrained encoders' ONNX export is tested in test_deploy_encoders.py.
+# Every preset, the ones on pretrained encoders too (their encoders alone: test_deploy_encoders.py).
 @pytest.mark.parametrize("name", sorted(set(__import__("emotion_mx.models", fromlist=["PRESETS"]).PRESETS)
                                         - RNN_PRESETS))
 def test_onnx_export_is_clean_and_matches_mxnet_for_every_preset(name, tmp_path):

@@ -46,8 +46,8 @@ def arm_run_sh(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def x86_binary(tmp_path_factory):
-    return cpp.build(str(tmp_path_factory.mktemp("cpp_build_x86")))
+def x86_binary(cpp_binary):
+    return cpp_binary
 
 
 def _train(store, out, model, modalities, **data):
@@ -173,3 +173,24 @@ def test_arm_runs_int8_export_with_its_own_kernels(arm_run_sh, x86_binary, expor
           f"{np.abs(p_x86 - fp32).max():.2e}; argmax = fp32's: arm {agree(p_arm):.2f}, x86 {agree(p_x86):.2f}")
     assert arm["precision"] == "int8" and p_arm.shape == fp32.shape
     assert np.all(np.isfinite(p_arm)) and np.allclose(p_arm.sum(1), 1.0, atol=1e-5)
+
+
+def test_arm_whisper_frontend_matches_librosa(arm_run_sh, tmp_path):
+    """emotion_predict --audio on aarch64 (another compiler and libm): the C++ Whisper log-mel
+    front end still equals whisper_logmel (librosa on x86)."""
+    import soundfile as sf
+    from emotion_mx.deploy.testing import make_whisper_logmel_export
+    from emotion_mx.features.whisper_frontend import whisper_logmel
+    model = str(tmp_path / "whisper")
+    make_whisper_logmel_export(model, audio_frames=400)
+    t = np.arange(int(3.3 * 16000)) / 16000
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t)))
+    wav, dump = str(tmp_path / "clip.wav"), str(tmp_path / "features.npy")
+    sf.write(wav, wave.astype(np.float32), 16000, subtype="FLOAT")
+    out = cpp.run_audio(arm_run_sh, model, [wav], dump_features=dump)
+    ref = whisper_logmel(sf.read(wav, dtype="float32")[0])
+    d = np.abs(np.load(dump)[0, :len(ref)] - ref).max()
+    print(f"\naarch64 Whisper log-mel vs librosa: max |diff| = {d:.2e} ({len(ref)} frames)")
+    assert out["audio"][0]["frames"] == len(ref) == 330
+    assert d <= 1e-5
+

@@ -24,8 +24,8 @@ INT8_TOL = 1e-4
 
 
 @pytest.fixture(scope="session")
-def binary(tmp_path_factory):
-    return cpp.build(str(tmp_path_factory.mktemp("cpp_build")))
+def binary(cpp_binary):
+    return cpp_binary
 
 
 @pytest.fixture(scope="module")

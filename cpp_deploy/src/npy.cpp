@@ -1,6 +1,8 @@
 #include "emotion_mx/npy.h"
 
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <limits>
 
 #include "emotion_mx/predictor.h"  // read_file
@@ -88,6 +90,39 @@ NpyArray load_npy(const std::string& path) {
   out.data.resize(count);
   if (count) std::memcpy(out.data.data(), bytes.data() + offset, count * sizeof(float));
   return out;
+}
+
+void save_npy(const std::string& path, const std::vector<uint32_t>& shape, const std::vector<float>& data) {
+  std::size_t count = 1;
+  std::string dims;
+  for (auto d : shape) {
+    count *= d;
+    dims += std::to_string(d) + ", ";
+  }
+  if (shape.size() > 1) dims.erase(dims.size() - 2);  // "(5,)" keeps its comma
+  if (count != data.size()) throw Error(path + ": shape does not match the data to write");
+  if (!little_endian_host()) throw Error("big-endian hosts are not supported");
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
+  const std::size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header += '\n';
+  if (header.size() > 65535) throw Error(path + ": .npy header too long");
+  std::string bytes("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(header.size() & 0xFF);
+  bytes += static_cast<char>(header.size() >> 8);
+  bytes += header;
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw Error("cannot write " + path);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size() * sizeof(float)));
+    if (!f) throw Error("cannot write " + path);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error("cannot write " + path);
+  }
 }
 
 }  // namespace emotion_mx

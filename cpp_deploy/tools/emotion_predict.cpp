@@ -1,7 +1,10 @@
-// emotion_predict: run an exported emotion_mx model (fp32 or INT8) on .npy inputs.
+// emotion_predict: run an exported emotion_mx model (fp32 or INT8) on .npy inputs, or on raw
+// WAV audio for models whose sidecar names an audio front end (Whisper log-mel).
 //
 //   emotion_predict --model DIR --input audio=a.npy --input audio_mask=m.npy ...
 //                   [--bench N] [--threads N]
+//   emotion_predict --model DIR --audio clip.wav [--audio clip2.wav ...] [--input text=t.npy ...]
+//                   [--dump-features feats.npy]
 //
 // Prints one JSON object on stdout: labels, logits, class probabilities, predicted labels and,
 // with --bench, forward latency (median, p95).  Any error: one "error: ..." line on stderr and
@@ -13,6 +16,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -20,6 +24,7 @@
 #include "emotion_mx/model_dir.h"
 #include "emotion_mx/npy.h"
 #include "emotion_mx/predictor.h"
+#include "emotion_mx/whisper_frontend.h"
 
 namespace {
 
@@ -27,14 +32,21 @@ using emotion_mx::Error;
 
 constexpr const char* kUsage =
     "usage: emotion_predict --model DIR --input NAME=FILE.npy [--input ...] [--bench N] [--threads N]\n"
+    "       emotion_predict --model DIR --audio CLIP.wav [--audio ...] [--input NAME=FILE.npy ...]\n"
     "  --model DIR        exported model directory (model.json, model-symbol.json, model-0000.params)\n"
     "  --input NAME=FILE  float32 C-order .npy for each model input named in DIR/model.json\n"
+    "  --audio FILE.wav   raw audio (16-bit PCM or float32 WAV at the front end's rate; one batch row\n"
+    "                     per file) for models whose model.json has frontend.audio: computes inputs\n"
+    "                     audio and audio_mask; other modalities without --input are missing (zeros)\n"
+    "  --dump-features F  with --audio: also write the computed audio input (B, T, n_mels) to F.npy\n"
     "  --bench N          also time N forward passes (after 3 warm-up runs); prints median and p95\n"
     "  --threads N        OpenMP threads for MXNet operators (sets OMP_NUM_THREADS)\n";
 
 struct Options {
   std::string model;
   std::map<std::string, std::string> inputs;
+  std::vector<std::string> audio;
+  std::string dump_features;
   int bench = 0;
   int threads = 0;
 };
@@ -73,6 +85,10 @@ Options parse_args(int argc, char** argv) {
       std::string name = kv.substr(0, eq);
       if (o.inputs.count(name)) throw UsageError("input '" + name + "' given twice");
       o.inputs[name] = kv.substr(eq + 1);
+    } else if (a == "--audio") {
+      o.audio.push_back(value(a));
+    } else if (a == "--dump-features") {
+      o.dump_features = value(a);
     } else if (a == "--bench") {
       o.bench = parse_int(a, value(a));
     } else if (a == "--threads") {
@@ -82,6 +98,9 @@ Options parse_args(int argc, char** argv) {
     }
   }
   if (o.model.empty()) throw UsageError("--model DIR is required (see --help)");
+  if (!o.audio.empty() && (o.inputs.count("audio") || o.inputs.count("audio_mask")))
+    throw UsageError("--audio computes inputs audio and audio_mask: do not also pass them with --input");
+  if (!o.dump_features.empty() && o.audio.empty()) throw UsageError("--dump-features needs --audio");
   return o;
 }
 
@@ -140,6 +159,35 @@ double percentile(std::vector<double> v, double q) {
   return v[lo] + (v[hi] - v[lo]) * (pos - lo);
 }
 
+// Inputs "audio" (B, T, n_mels) and "audio_mask" (B, T) from decoded clips: the front end runs
+// on each whole clip (its floor is max - dynamic_range over the clip), then the frames are cut
+// or zero-padded to the model's T; the mask is 1 on the real frames.
+std::map<std::string, emotion_mx::NpyArray> audio_inputs(const emotion_mx::WhisperFrontend& fe,
+                                                         const std::vector<emotion_mx::WavAudio>& clips,
+                                                         uint32_t model_frames,
+                                                         std::vector<std::size_t>* clip_frames) {
+  const uint32_t batch = static_cast<uint32_t>(clips.size());
+  const uint32_t n_mels = static_cast<uint32_t>(fe.config().n_mels);
+  emotion_mx::NpyArray audio, mask;
+  audio.shape = {batch, model_frames, n_mels};
+  mask.shape = {batch, model_frames};
+  audio.data.assign(static_cast<std::size_t>(batch) * model_frames * n_mels, 0.0f);
+  mask.data.assign(static_cast<std::size_t>(batch) * model_frames, 0.0f);
+  if (clip_frames) clip_frames->clear();
+  for (uint32_t b = 0; b < batch; ++b) {
+    std::size_t frames = 0;
+    const std::vector<float> mel = fe.logmel(clips[b].samples, &frames);  // (frames, n_mels)
+    const std::size_t used = std::min<std::size_t>(frames, model_frames);
+    std::copy(mel.begin(), mel.begin() + used * n_mels, audio.data.begin() + std::size_t(b) * model_frames * n_mels);
+    std::fill(mask.data.begin() + std::size_t(b) * model_frames, mask.data.begin() + std::size_t(b) * model_frames + used, 1.0f);
+    if (clip_frames) clip_frames->push_back(frames);
+  }
+  std::map<std::string, emotion_mx::NpyArray> out;
+  out["audio"] = std::move(audio);
+  out["audio_mask"] = std::move(mask);
+  return out;
+}
+
 int run(const Options& opt) {
   if (opt.threads > 0) setenv("OMP_NUM_THREADS", std::to_string(opt.threads).c_str(), 1);
   setenv("MXNET_SUBGRAPH_VERBOSE", "0", 0);  // keep stderr for errors only
@@ -159,8 +207,71 @@ int run(const Options& opt) {
   std::vector<emotion_mx::NpyArray> arrays;
   std::vector<emotion_mx::InputSpec> shapes;
   uint32_t batch = 0;
+
+  // Raw audio: inputs audio and audio_mask through the sidecar's front end.
+  std::map<std::string, emotion_mx::NpyArray> computed;
+  std::vector<emotion_mx::WavAudio> clips;
+  std::vector<std::size_t> clip_frames;
+  std::optional<emotion_mx::WhisperFrontend> frontend;
+  uint32_t model_frames = 0;
+  if (!opt.audio.empty()) {
+    if (!model.audio_frontend)
+      throw Error(opt.model + ": the model has no raw-audio front end (model.json has no frontend.audio; only "
+                  "models on Whisper log-mel features have one): pass its audio features with "
+                  "--input audio=FILE.npy --input audio_mask=FILE.npy");
+    const auto& cfg = *model.audio_frontend;
+    for (const auto& path : opt.audio) {
+      auto clip = emotion_mx::read_wav(path);
+      if (clip.sample_rate != cfg.sample_rate)
+        throw Error(path + ": " + std::to_string(clip.sample_rate) + " Hz audio, the model's front end needs " +
+                    std::to_string(cfg.sample_rate) + " Hz: resample to " + std::to_string(cfg.sample_rate) +
+                    " Hz (e.g. ffmpeg -i " + path + " -ar " + std::to_string(cfg.sample_rate) + " out.wav)");
+      if (cfg.max_seconds > 0) {  // the Python feature extraction cuts the waveform there first
+        const auto limit = static_cast<std::size_t>(std::llround(cfg.max_seconds * cfg.sample_rate));
+        if (clip.samples.size() > limit) clip.samples.resize(limit);
+      }
+      const std::size_t shortest = static_cast<std::size_t>(cfg.n_fft / 2 + 1);  // reflect padding needs it
+      if (clip.samples.size() < shortest)
+        throw Error(path + ": " + std::to_string(clip.samples.size()) + " samples are too short for the front end "
+                    "(needs at least " + std::to_string(shortest) + ")");
+      clips.push_back(std::move(clip));
+    }
+    for (const auto& spec : model.inputs)
+      if (spec.name == "audio") model_frames = spec.shape[1];
+    frontend.emplace(cfg);
+    computed = audio_inputs(*frontend, clips, model_frames, &clip_frames);
+    batch = static_cast<uint32_t>(clips.size());
+    if (!opt.dump_features.empty()) {
+      const auto& a = computed.at("audio");
+      emotion_mx::save_npy(opt.dump_features, a.shape, a.data);
+    }
+  }
+  // With --audio, a modality whose input and mask are both absent is missing: zeros, mask 0.
+  auto absent_modality = [&](const std::string& name) {
+    const std::string base = name.size() > 5 && name.compare(name.size() - 5, 5, "_mask") == 0
+                                 ? name.substr(0, name.size() - 5) : name;
+    return !opt.audio.empty() && !opt.inputs.count(base) && !opt.inputs.count(base + "_mask");
+  };
+
   for (const auto& spec : model.inputs) {
+    auto c = computed.find(spec.name);
+    if (c != computed.end()) {
+      shapes.push_back({spec.name, c->second.shape});
+      arrays.push_back(std::move(c->second));
+      continue;
+    }
     auto it = opt.inputs.find(spec.name);
+    if (it == opt.inputs.end() && absent_modality(spec.name)) {
+      emotion_mx::NpyArray zeros;
+      zeros.shape = spec.shape;
+      zeros.shape[0] = batch;
+      std::size_t n = 1;
+      for (auto d : zeros.shape) n *= d;
+      zeros.data.assign(n, 0.0f);
+      shapes.push_back({spec.name, zeros.shape});
+      arrays.push_back(std::move(zeros));
+      continue;
+    }
     if (it == opt.inputs.end())
       throw Error("missing input '" + spec.name + "': pass --input " + spec.name + "=FILE.npy");
     auto arr = emotion_mx::load_npy(it->second);
@@ -211,7 +322,16 @@ int run(const Options& opt) {
     predicted.push_back(model.labels.empty() ? std::to_string(best) : model.labels[best]);
   }
 
-  std::string latency;
+  std::string latency, frontend_latency;
+  if (opt.bench > 0 && frontend) {  // the front end alone, on every clip of the batch
+    std::vector<double> ms;
+    for (int i = 0; i < opt.bench; ++i) {
+      auto s = std::chrono::steady_clock::now();
+      audio_inputs(*frontend, clips, model_frames, nullptr);
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s).count());
+    }
+    frontend_latency = ", \"frontend_median\": " + num(percentile(ms, 0.5));
+  }
   if (opt.bench > 0) {
     for (int i = 0; i < 3; ++i) forward_once();
     std::vector<double> ms;
@@ -222,7 +342,7 @@ int run(const Options& opt) {
     }
     latency = ", \"latency_ms\": {\"runs\": " + std::to_string(opt.bench) + ", \"median\": " +
               num(percentile(ms, 0.5)) + ", \"p95\": " + num(percentile(ms, 0.95)) +
-              ", \"create\": " + num(create_ms) + "}";
+              ", \"create\": " + num(create_ms) + frontend_latency + "}";
   }
 
   std::string labels = "[";
@@ -231,11 +351,20 @@ int run(const Options& opt) {
   std::string pred = "[";
   for (std::size_t i = 0; i < predicted.size(); ++i) pred += (i ? ", " : "") + quote(predicted[i]);
   pred += "]";
+  std::string audio_json;
+  if (!clips.empty()) {
+    audio_json = ", \"audio\": [";
+    for (std::size_t i = 0; i < clips.size(); ++i)
+      audio_json += std::string(i ? ", " : "") + "{\"file\": " + quote(opt.audio[i]) + ", \"frames\": " +
+                    std::to_string(clip_frames[i]) + ", \"used_frames\": " +
+                    std::to_string(std::min<std::size_t>(clip_frames[i], model_frames)) + "}";
+    audio_json += "]";
+  }
   std::cout << "{\"model\": " << quote(opt.model) << ", \"precision\": " << quote(model.precision)
             << ", \"batch_size\": " << batch << ", \"labels\": " << labels
             << ", \"predicted\": " << pred
             << ", \"probabilities\": " << rows_json(probs, batch, classes)
-            << ", \"logits\": " << rows_json(logits, batch, classes) << latency << "}" << std::endl;
+            << ", \"logits\": " << rows_json(logits, batch, classes) << audio_json << latency << "}" << std::endl;
   return 0;
 }
 

@@ -47,7 +47,8 @@ COMMANDS = {
     "search": Verb("emotion_mx.commands.search:main", "Architecture / hyper-parameter search (autogluon.core, Ray).",
                    extra="search", tool="search.py"),
     "cpp-predict": Verb("emotion_mx.commands.cpp_predict:main",
-                        "Run exported models through the C++ wrapper on a store split.", tool="cpp_predict.py"),
+                        "Run exported models through the C++ wrapper on a store split (or WAV files: "
+                        "Whisper log-mel models).", tool="cpp_predict.py"),
     "model-summary": Verb("emotion_mx.commands.model_summary:main",
                           "Markdown table of every model preset: parameters and MACs.", tool="model_summary.py"),
     "launch": Verb("emotion_mx.commands.launch:main", "Start a dist_sync job: scheduler + servers + workers.",

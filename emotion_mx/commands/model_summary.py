@@ -27,7 +27,7 @@ def main(num_classes, audio_dim, audio_frames, vocab_size, max_tokens, num_frame
          frame_channels, models):
     import warnings
     warnings.filterwarnings("ignore")
-    from emotion_mx.models import PRESETS, list_models, summarize, valid_kwargs
+    from emotion_mx.models import PRESETS, list_models, model_info, summarize, valid_kwargs
     feats = dict(audio_dim=audio_dim, audio_frames=audio_frames, vocab_size=vocab_size,
                  max_tokens=max_tokens, num_frames=num_frames, frame_size=frame_size,
                  frame_channels=frame_channels)
@@ -35,9 +35,11 @@ def main(num_classes, audio_dim, audio_frames, vocab_size, max_tokens, num_frame
         names = list(models) or sorted(PRESETS)
         rows = []
         for name in names:
-            kw = {k: v for k, v in feats.items() if k in valid_kwargs(name)}
+            _, fixed, hp = model_info(name)          # an unknown name: one error line
+            family = PRESETS[name][0]
+            # a pretrained encoder fixes its own input sizes (80 Whisper mel bins, 64 px faces)
+            kw = {k: hp.get(k, v) for k, v in feats.items() if k in valid_kwargs(name)}
             s = summarize(name, num_classes=num_classes, **kw)
-            family, fixed, hp = PRESETS[name]
             mods = "+".join(fixed or ("audio", "text", "video"))
             rows.append(f"| `{name}` | {family} | {mods} | {hp.get('units')} | "
                         f"{s['params'] / 1e6:.3f} M | {s['macs'] / 1e6:.1f} M |")
@@ -46,7 +48,8 @@ def main(num_classes, audio_dim, audio_frames, vocab_size, max_tokens, num_frame
         sys.exit(2)
     click.echo(f"Feature shapes: audio {audio_frames}x{audio_dim}, {max_tokens} tokens "
                f"(vocab {vocab_size}), {num_frames} frames of {frame_channels}x{frame_size}x"
-               f"{frame_size}; {num_classes} classes; MACs per sample.\n")
+               f"{frame_size} (presets on pretrained encoders: their own sizes); {num_classes} classes; "
+               "MACs per sample.\n")
     click.echo("| model | family | modalities | units | params | MACs |")
     click.echo("|---|---|---|---|---|---|")
     for r in rows:

@@ -54,8 +54,10 @@ def is_stale(binary):
     return os.path.getmtime(os.path.join(SOURCE_DIR, "CMakeLists.txt")) > built
 
 
-def run(binary, model_dir, inputs, bench=0, threads=0, workdir=None, timeout=300):
-    """Run emotion_predict on ``inputs`` (dict name → float32 array, batch first).
+def run(binary, model_dir, inputs, bench=0, threads=0, workdir=None, timeout=300, audio=(),
+        dump_features=None):
+    """Run emotion_predict on ``inputs`` (dict name → float32 array, batch first) and, for a model
+    whose sidecar has ``frontend.audio``, on raw WAV files ``audio`` (see :func:`run_audio`).
 
     Returns the parsed JSON; a non-zero exit raises EmotionMXError with its error line.
     """
@@ -63,6 +65,10 @@ def run(binary, model_dir, inputs, bench=0, threads=0, workdir=None, timeout=300
     workdir = workdir or tempfile.mkdtemp(prefix="emx_cpp_")
     try:
         args = [binary, "--model", model_dir]
+        for path in audio:
+            args += ["--audio", os.fspath(path)]
+        if dump_features:
+            args += ["--dump-features", os.fspath(dump_features)]
         for name, x in inputs.items():
             path = os.path.join(workdir, f"{name}.npy")
             np.save(path, np.ascontiguousarray(x, dtype="<f4"))
@@ -79,6 +85,42 @@ def run(binary, model_dir, inputs, bench=0, threads=0, workdir=None, timeout=300
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_audio(binary, model_dir, wav_files, inputs=None, dump_features=None, **kw):
+    """Run emotion_predict on raw WAV files (16-bit PCM or float32, at the front end's rate; one
+    batch row each) for a model whose sidecar has ``frontend.audio`` (Whisper log-mel): the C++
+    front end computes inputs ``audio``/``audio_mask``; ``inputs`` (name → array) gives other
+    modalities, and a modality given neither way is missing (zeros, mask 0).  ``dump_features``:
+    a ``.npy`` path where C++ writes the ``(B, T, n_mels)`` audio input it computed.
+
+    Returns the parsed JSON (also ``audio``: per file its front-end frames and the frames used)."""
+    if not wav_files:
+        raise EmotionMXError("run_audio needs at least one WAV file")
+    return run(binary, model_dir, dict(inputs or {}), audio=list(wav_files), dump_features=dump_features, **kw)
+
+
+def ensure_binary(build_dir=None):
+    """emotion_predict, built (or rebuilt when the C++ sources changed) on first use."""
+    binary = find_binary(build_dir)
+    if binary is None or is_stale(binary):        # first use, or the C++ sources changed since
+        binary = build(os.path.dirname(binary) if binary else (build_dir or os.path.join(SOURCE_DIR, "build")))
+    return binary
+
+
+def predict_audio(model_dir, wav_files, build_dir=None):
+    """C++ predictions of an exported Whisper-log-mel model on raw WAV files
+    (``emotion-mx cpp-predict --audio``): one row per file with its predicted label and class
+    probabilities."""
+    sidecar = A.read_sidecar(model_dir)                 # fail on a bad folder before any build
+    if not (sidecar.get("frontend") or {}).get("audio"):
+        raise EmotionMXError(f"{model_dir}: the model has no raw-audio front end (model.json has no "
+                             "frontend.audio; only models on Whisper log-mel features have one); "
+                             "run it on a feature store with --data")
+    out = run_audio(ensure_binary(build_dir), model_dir, wav_files)
+    return [{"file": a["file"], "predicted": p, "probabilities": dict(zip(out["labels"], probs)),
+             "frames": a["frames"], "used_frames": a["used_frames"]}
+            for a, p, probs in zip(out["audio"], out["predicted"], out["probabilities"])]
 
 
 def store_inputs(model_dir, data_dir, split="test", fold=0, limit=None):
@@ -110,9 +152,7 @@ def compare_models(model_dirs, data_dir, split="test", fold=0, bench=50, build_d
     on a store split, params size and the C++ latency at batch 1.  Builds the wrapper on
     first use."""
     sidecars = {m: A.read_sidecar(m) for m in model_dirs}     # fail on a bad folder before any work
-    binary = find_binary(build_dir)
-    if binary is None or is_stale(binary):        # first use, or the C++ sources changed since
-        binary = build(os.path.dirname(binary) if binary else (build_dir or os.path.join(SOURCE_DIR, "build")))
+    binary = ensure_binary(build_dir)
     rows = []
     for model_dir in model_dirs:
         labels = sidecars[model_dir]["labels"]

@@ -191,17 +191,16 @@ def quantize_onnx_run(net, spec, out_dir, calib_batches, valid_inputs, valid_lab
     import shutil
     import tempfile
     from ..training.metrics import unweighted_accuracy
-    from .onnx_export import UNSUPPORTED, export_onnx
+    from .onnx_export import export_onnx
     y = np.asarray(valid_labels)
     with tempfile.TemporaryDirectory() as tmp:
         fp32_dir = os.path.join(tmp, "fp32")
         A.export_block(net, spec, fp32_dir, batch_size=1)
         try:
             export_onnx(fp32_dir)
-        except EmotionMXError as e:
-            if any(op in str(e) for op in UNSUPPORTED):
-                return {"skipped": str(e)}
-            raise
+        except EmotionMXError as e:   # no ONNX for this graph: the MXNet INT8 model still stands
+            log.warning("no ONNX Runtime INT8 model: %s", e)
+            return {"skipped": str(e)}
         fp32_onnx = os.path.join(fp32_dir, A.ONNX_MODEL)
         ort32 = _batched(OrtRunner(fp32_onnx), valid_inputs)
         tried, chosen = [], None

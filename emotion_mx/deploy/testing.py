@@ -1,5 +1,6 @@
 """Helpers for deployment tests and benchmarks: a small run directory with random weights and
 inputs that obey the DESIGN.md contract."""
+import dataclasses
 import os
 
 import mxnet as mx
@@ -8,7 +9,7 @@ import numpy as np
 from .. import artifacts as A
 from ..contract import input_names, input_shapes, random_inputs
 from ..fileio import write_json
-from ..models import get_model, valid_kwargs
+from ..models import get_model, model_input_settings, valid_kwargs
 from ..store import DataSettings
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
@@ -18,12 +19,20 @@ SMALL_FEATURES = dict(audio_dim=16, audio_frames=64, vocab_size=60, max_tokens=1
 
 def spec_for(name, num_classes=4, modalities=None, **features):
     """``(net, ModelSpec)`` for registry model ``name`` with small feature sizes."""
-    f = dict(SMALL_FEATURES, **features)
+    needs = model_input_settings(name, modalities)     # what pretrained encoders take
+    f = dict(SMALL_FEATURES, **{k: v for k, v in needs.items() if k in SMALL_FEATURES})
+    if needs.get("audio_feature") == "whisper_logmel":
+        f["audio_dim"] = 80
+    if needs.get("text_ids") == "wordpiece":
+        f["vocab_size"] = 30522
+    f.update(features)
     kwargs = {k: v for k, v in f.items() if k in valid_kwargs(name)}
     net = get_model(name, num_classes=num_classes, modalities=modalities, **kwargs)
+    settings = {k: v for k, v in needs.items() if k not in SMALL_FEATURES}
     data = DataSettings(net.modalities, max_audio_frames=f["audio_frames"], max_tokens=f["max_tokens"],
                         num_frames=f["num_frames"], frame_size=f["frame_size"], frame_channels=f["frame_channels"],
-                        preprocessing={"audio": {"sample_rate": 16000, "n_mels": f["audio_dim"], "hop_ms": 10.0}})
+                        preprocessing={"audio": {"sample_rate": 16000, "n_mels": f["audio_dim"], "hop_ms": 10.0,
+                                                 "whisper": "audio_feature" in settings}}, **settings)
     spec = A.ModelSpec(name=name, kwargs=kwargs, modalities=net.modalities, num_classes=num_classes,
                        labels=LABELS[:num_classes], inputs=input_shapes(net.modalities, **f), data=data)
     return net, spec
@@ -58,3 +67,22 @@ def synthetic_inputs(spec_or_sidecar, batch_size=4, seed=0, missing=None):
         vocab = spec_or_sidecar["kwargs"].get("vocab_size", 50)
     return random_inputs(shapes, batch_size=batch_size, vocab_size=vocab, seed=seed, masks="random",
                          missing=missing)
+
+
+def make_whisper_logmel_export(out_dir, name="audio_cnn", modalities=("audio",), audio_frames=400, seed=0,
+                               whisper=True, max_seconds=30.0):
+    """Export registry preset ``name`` (random weights) whose audio input is ``(audio_frames, 80)``
+    Whisper log-mel (data settings ``audio_feature="whisper_logmel"``, a store built with
+    ``audio.whisper`` and ``audio.max_seconds``: the sidecar then carries ``frontend.audio`` and
+    the C++ wrapper takes raw WAV); ``whisper=False``: the same shapes with plain ``logmel``
+    settings (no front end).  Returns the initialised block."""
+    mx.random.seed(seed)
+    net, spec = spec_for(name, modalities=modalities, audio_dim=80, audio_frames=audio_frames)
+    if whisper:
+        pre = dict(spec.data.preprocessing)
+        pre["audio"] = dict(pre.get("audio", {}), whisper=True, max_seconds=float(max_seconds))
+        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, audio_feature="whisper_logmel",
+                                                                  preprocessing=pre))
+    net.initialize(mx.init.Xavier())
+    A.export_block(net, spec, out_dir)
+    return net

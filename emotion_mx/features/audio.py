@@ -339,9 +339,22 @@ def features_from_parts(parts, sample_rate, n_fft, n_mels=64, n_mfcc=20, deltas=
     return out
 
 
-def audio_feature_dims(n_mels=64, n_mfcc=20, deltas=True, prosody=True):
-    """Feature name → width D of the ``(T, D)`` arrays :func:`audio_features` returns."""
+def audio_feature_dims(n_mels=64, n_mfcc=20, deltas=True, prosody=True, whisper=False):
+    """Feature name → width D of the ``(T, D)`` arrays :func:`audio_features` returns
+    (``whisper``: also Whisper's log-mel, :func:`whisper_features`)."""
     dims = {"logmel": int(n_mels), "mfcc": int(n_mfcc) * (3 if deltas else 1)}
     if prosody:
         dims["prosody"] = len(PROSODY_NAMES)
+    if whisper:
+        from .whisper_frontend import WHISPER_FRONTEND
+        dims["whisper_logmel"] = WHISPER_FRONTEND["n_mels"]
     return dims
+
+
+def whisper_features(wave, sample_rate):
+    """``{'whisper_logmel': (T, 80)}``: the Whisper encoder's own front end (16 kHz only)."""
+    from .whisper_frontend import whisper_logmel
+    try:
+        return {"whisper_logmel": whisper_logmel(wave, sample_rate=sample_rate)}
+    except ValueError as e:
+        raise BadItem(str(e)) from None

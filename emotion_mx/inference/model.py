@@ -23,6 +23,7 @@ from ..data import assemble_inputs
 from ..deploy.runtime import softmax
 from ..errors import EmotionMXError
 from ..features.audio import audio_feature_dims
+from ..store import SELF_NORMALISED
 
 
 def preprocessing_config(sidecar, model_dir="model"):
@@ -42,7 +43,7 @@ def check_compatible(cfg, settings, sidecar, model_dir):
     where = f"{model_dir}: preprocessing settings do not match the model inputs"
     if "audio" in shapes:
         a = cfg.audio
-        dims = audio_feature_dims(a.n_mels, a.n_mfcc, a.deltas, a.prosody)
+        dims = audio_feature_dims(a.n_mels, a.n_mfcc, a.deltas, a.prosody, whisper=a.whisper)
         parts = settings.audio_feature.split("+")
         missing = [p for p in parts if p not in dims]
         if missing:
@@ -65,8 +66,8 @@ def check_compatible(cfg, settings, sidecar, model_dir):
 def _required_norm(norm, settings, modalities, model_dir):
     keys = []
     if "audio" in modalities:
-        keys += settings.audio_feature.split("+")
-    if "video" in modalities:
+        keys += [k for k in settings.audio_feature.split("+") if k not in SELF_NORMALISED]
+    if "video" in modalities and settings.frame_norm == "fold":
         keys.append("frames")
     missing = [k for k in keys if not norm or k not in norm]
     if missing:
@@ -110,8 +111,8 @@ class ExportedModel:
         if "text" in self.modalities:
             if not sc.get("vocab"):
                 raise EmotionMXError(f"{model_dir}: the model takes text but model.json names no vocabulary file")
-            from ..features.text import load_vocab   # gluonnlp/MXNet: lazy for ONNX Runtime serving
-            self.vocab = load_vocab(os.path.join(model_dir, sc["vocab"]))
+            from ..store import load_text_vocab   # gluonnlp/MXNet: lazy for ONNX Runtime serving
+            self.vocab = load_text_vocab(os.path.join(model_dir, sc["vocab"]), self.settings)
 
     def assemble(self, feature_dicts):
         """Per-item feature dicts → model inputs (the same function store loading uses)."""

@@ -2,6 +2,7 @@
 settings (random weights), and generated media (speech wav, face clip, audio+video file, SRT)."""
 import math
 import os
+import shutil
 import subprocess
 from dataclasses import replace
 
@@ -13,6 +14,8 @@ from ..deploy.testing import make_run, synthetic_inputs
 from ..features.audio import audio_feature_dims
 from ..features.text import build_vocab, save_vocab
 from ..fileio import write_json
+from ..models import model_input_settings
+from ..store import wordpiece_file
 
 WORDS = ("furious hate unacceptable angry outrageous stop wonderful great love happy fantastic "
          "delighted table report tuesday schedule meeting window lonely miss sorry lost tears gone "
@@ -36,19 +39,32 @@ def make_exported(out_dir, work_dir, name="mid_tiny", modalities=None, precision
 
     Returns the sidecar. ``work_dir`` receives the intermediate run directory.
     """
-    pre = preprocessing(n_mels=n_mels, prosody="prosody" in audio_feature, num_frames=num_frames, detect=detect)
-    dims = audio_feature_dims(n_mels, 20, True, "prosody" in audio_feature)
+    # models on pretrained encoders take their own inputs (Whisper log-mel, WordPiece, 64 px faces)
+    needs = model_input_settings(name, modalities)
+    audio_feature = needs.get("audio_feature", audio_feature)
+    size = needs.get("frame_size", 48)
+    pre = preprocessing(n_mels=n_mels, prosody="prosody" in audio_feature, num_frames=num_frames, detect=detect,
+                        size=size)
+    pre["audio"]["whisper"] = audio_feature == "whisper_logmel"
+    dims = audio_feature_dims(n_mels, 20, True, "prosody" in audio_feature, whisper=pre["audio"]["whisper"])
     audio_dim = sum(dims[p] for p in audio_feature.split("+"))
+    wordpiece = needs.get("text_ids") == "wordpiece"
     vocab = build_vocab([WORDS])
     run = os.path.join(work_dir, "run")
     spec = make_run(run, name, seed=seed, modalities=modalities, audio_dim=audio_dim, audio_frames=audio_frames,
-                    vocab_size=len(vocab), max_tokens=max_tokens, num_frames=num_frames)
+                    vocab_size=30522 if wordpiece else len(vocab), max_tokens=max_tokens, num_frames=num_frames,
+                    frame_size=size)
     # without: only what exports before format 2 recorded (the store's audio and face sizes)
-    old = {"audio": dict(spec.data.preprocessing["audio"], n_mels=n_mels), "face": {"size": 48, "grayscale": True}}
+    old = {"audio": dict(spec.data.preprocessing["audio"], n_mels=n_mels), "face": {"size": size, "grayscale": True}}
     spec = replace(spec, data=replace(spec.data, audio_feature=audio_feature,
                                       preprocessing=pre if with_preprocessing else old))
     A.save_model_spec(run, spec)
-    save_vocab(vocab, A.run_file(run, A.VOCAB))
+    if wordpiece:
+        if os.path.exists(A.run_file(run, A.VOCAB)):       # make_run's word list: not this model's
+            os.unlink(A.run_file(run, A.VOCAB))
+        shutil.copyfile(wordpiece_file(), A.run_file(run, A.TOKENIZER))
+    else:
+        save_vocab(vocab, A.run_file(run, A.VOCAB))
     norm = {"logmel": {"mean": [-40.0] * n_mels, "std": [20.0] * n_mels},
             "mfcc": {"mean": [0.0] * dims["mfcc"], "std": [30.0] * dims["mfcc"]},
             "prosody": {"mean": [0.02, 0.1, 150.0, 0.5], "std": [0.05, 0.1, 80.0, 0.5]},

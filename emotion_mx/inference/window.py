@@ -47,14 +47,16 @@ def audio_features_from_wave(wave, audio_cfg, prosody=None, cache=None, start=No
     if peak < fa.SILENCE_PEAK:
         raise BadItem(f"audio is silent (peak {peak:.1e} < {fa.SILENCE_PEAK:.0e})")
     prosody = a.prosody if prosody is None else (a.prosody and prosody)
+    # Whisper's log-mel floors at the window's own maximum: computed on the window, never cached
+    extra = fa.whisper_features(wave, a.sample_rate) if a.whisper else {}
     if cache is None or start is None:
-        return fa.audio_features(wave, sample_rate=a.sample_rate, n_mels=a.n_mels, win_ms=a.win_ms,
-                                 hop_ms=a.hop_ms, n_mfcc=a.n_mfcc, deltas=a.deltas, prosody=prosody,
-                                 fmin=a.fmin, fmax=a.fmax)
+        return dict(fa.audio_features(wave, sample_rate=a.sample_rate, n_mels=a.n_mels, win_ms=a.win_ms,
+                                      hop_ms=a.hop_ms, n_mfcc=a.n_mfcc, deltas=a.deltas, prosody=prosody,
+                                      fmin=a.fmin, fmax=a.fmax), **extra)
     n_fft, hop = fa._framing(a.sample_rate, a.win_ms, a.hop_ms)
     parts = cache.parts(wave, int(round(start * a.sample_rate)), a.sample_rate, n_fft, hop, prosody)
-    return fa.features_from_parts(parts, a.sample_rate, n_fft, n_mels=a.n_mels, n_mfcc=a.n_mfcc,
-                                  deltas=a.deltas, fmin=a.fmin, fmax=a.fmax)
+    return dict(fa.features_from_parts(parts, a.sample_rate, n_fft, n_mels=a.n_mels, n_mfcc=a.n_mfcc,
+                                       deltas=a.deltas, fmin=a.fmin, fmax=a.fmax), **extra)
 
 
 class HopAudioCache:

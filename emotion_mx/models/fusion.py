@@ -41,6 +41,7 @@ from ..contract import check_modalities
 from .attention import TransformerStack
 from .audio import AudioCNN, AudioCRNN
 from .common import MODALITIES, NEG_INF, MaskedPool, presence
+from .pretrained import ENCODERS, input_settings, make_slot
 from .text import TextBiLSTM, TextTransformer
 from .video import VideoMobileNet
 
@@ -59,8 +60,14 @@ class EncoderSettings:
       audio_layers (transformer layers on top), audio_rnn_units (CRNN LSTM units/direction);
     * text: vocab_size, max_tokens (padded L), text_encoder ('transformer' | 'bilstm'),
       embed_dim, text_layers, embed_init (None, an Initializer or a (V, D) array);
-    * video: num_frames (padded N), frame_size (H = W), frame_channels (C), video_width
-      (MobileNetV2 width multiplier), video_stages (1..5), video_se (squeeze-excitation).
+    * video: num_frames (padded N), frame_size (H = W), frame_channels (C), video_encoder
+      ('mobilenet'), video_width (MobileNetV2 width multiplier), video_stages (1..5), video_se
+      (squeeze-excitation).
+
+    A pretrained encoder's name in ``audio_encoder`` ('whisper_tiny_en', 'whisper_base'),
+    ``text_encoder`` ('minilm_l6') or ``video_encoder`` ('fer_mini_xception') puts it in that
+    slot (:mod:`emotion_mx.models.pretrained`); the modality's other hyper-parameters are then
+    unused, and the data must be what the encoder takes (:meth:`input_settings`).
     """
     units: int = 64
     num_heads: int = 4
@@ -83,6 +90,7 @@ class EncoderSettings:
     num_frames: int = 8
     frame_size: int = 48
     frame_channels: int = 1
+    video_encoder: str = "mobilenet"
     video_width: float = 0.5
     video_stages: int = 4
     video_se: bool = True
@@ -98,11 +106,29 @@ class EncoderSettings:
             raise ValueError(f"{family} does not take {', '.join(unknown)}")
         return cls(**kwargs)
 
+    def pretrained(self, m):
+        """The pretrained encoder in modality ``m``'s slot, or None."""
+        name = {"audio": self.audio_encoder, "text": self.text_encoder, "video": self.video_encoder}[m]
+        if name in ENCODERS:
+            if ENCODERS[name][3] != m:
+                raise ValueError(f"{name} is a {ENCODERS[name][3]} encoder, not a {m} encoder")
+            return name
+        return None
+
+    def input_settings(self, modalities):
+        """Data settings the pretrained encoders of ``modalities`` need (``{}`` if none)."""
+        return input_settings(self.pretrained(m) for m in modalities if self.pretrained(m))
+
     def encoder(self, m):
         """The encoder block of modality ``m``."""
+        name = self.pretrained(m)
+        if name is not None:
+            return make_slot(name, self.units, prefix=f"{m}_enc_", num_frames=self.num_frames,
+                             frame_size=self.frame_size, frame_channels=self.frame_channels)
+        pretrained = ", ".join(f"'{n}'" for n, e in ENCODERS.items() if e[3] == m)
         if m == "audio":
             if self.audio_encoder not in ("cnn", "crnn"):
-                raise ValueError(f"audio_encoder must be 'cnn' or 'crnn', not {self.audio_encoder!r}")
+                raise ValueError(f"audio_encoder must be 'cnn', 'crnn' or {pretrained}, not {self.audio_encoder!r}")
             cls = AudioCNN if self.audio_encoder == "cnn" else AudioCRNN
             return cls(audio_dim=self.audio_dim, audio_frames=self.audio_frames, channels=tuple(self.audio_channels),
                        units=self.units, num_layers=self.audio_layers, num_heads=self.num_heads,
@@ -118,7 +144,10 @@ class EncoderSettings:
                 return TextBiLSTM(vocab_size=self.vocab_size, max_tokens=self.max_tokens, embed_dim=self.embed_dim,
                                   units=self.units, num_layers=self.text_layers, dropout=self.dropout,
                                   embed_init=self.embed_init, prefix="text_enc_")
-            raise ValueError(f"text_encoder must be 'transformer' or 'bilstm', not {self.text_encoder!r}")
+            raise ValueError(f"text_encoder must be 'transformer', 'bilstm' or {pretrained}, "
+                             f"not {self.text_encoder!r}")
+        if self.video_encoder != "mobilenet":
+            raise ValueError(f"video_encoder must be 'mobilenet' or {pretrained}, not {self.video_encoder!r}")
         return VideoMobileNet(num_frames=self.num_frames, frame_size=self.frame_size,
                               frame_channels=self.frame_channels, width=self.video_width, stages=self.video_stages,
                               se=self.video_se, units=self.units, prefix="video_enc_")

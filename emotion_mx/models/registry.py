@@ -16,7 +16,7 @@ from ..errors import EmotionMXError
 from .fusion import EarlyFusion, EncoderSettings, LateFusion, MidFusion
 
 __all__ = ["register_model", "get_model", "list_models", "input_names", "model_info",
-           "PRESETS", "FEATURE_DEFAULTS", "valid_kwargs"]
+           "PRESETS", "FEATURE_DEFAULTS", "valid_kwargs", "model_input_settings"]
 
 # Defaults for the data-dependent arguments (override with the feature store's values).
 FEATURE_DEFAULTS = {k: getattr(EncoderSettings(), k) for k in DATA_MODEL_KWARGS}
@@ -30,6 +30,9 @@ _BASE = dict(units=128, num_heads=4, ffn_units=256, hidden_units=128, dropout=0.
 _LARGE = dict(units=256, num_heads=8, ffn_units=1024, hidden_units=256, dropout=0.1,
               audio_channels=(32, 64, 128), audio_layers=2, text_layers=4, embed_dim=256,
               video_width=1.0, video_stages=5, video_se=True)
+_PRETRAINED = dict(units=256, num_heads=4, ffn_units=512, hidden_units=256, dropout=0.1)
+_PRETRAINED_ENCODERS = dict(audio_encoder="whisper_tiny_en", text_encoder="minilm_l6",
+                            video_encoder="fer_mini_xception", audio_dim=80, frame_size=64, frame_channels=1)
 
 # name -> (family, fixed modalities or None, hyper-parameters).  Pure data.
 PRESETS = {
@@ -53,6 +56,14 @@ PRESETS = {
     "text_transformer": ("early", ("text",), dict(_BASE, text_encoder="transformer")),
     "text_bilstm": ("early", ("text",), dict(_BASE, text_encoder="bilstm", text_layers=1)),
     "video_mobilenet": ("early", ("video",), dict(_BASE)),
+    # pretrained encoders (emotion_mx.models.pretrained): unimodal and trimodal
+    "whisper_tiny_en": ("early", ("audio",), dict(_PRETRAINED, audio_encoder="whisper_tiny_en", audio_dim=80)),
+    "whisper_base": ("early", ("audio",), dict(_PRETRAINED, audio_encoder="whisper_base", audio_dim=80)),
+    "minilm_l6": ("early", ("text",), dict(_PRETRAINED, text_encoder="minilm_l6")),
+    "fer_mini_xception": ("early", ("video",), dict(_PRETRAINED, video_encoder="fer_mini_xception",
+                                                    frame_size=64, frame_channels=1)),
+    "mid_pretrained": ("mid", None, dict(_PRETRAINED, **_PRETRAINED_ENCODERS, cross_layers=1, self_layers=0)),
+    "late_pretrained": ("late", None, dict(_PRETRAINED, **_PRETRAINED_ENCODERS)),
 }
 
 FAMILIES = {"early": EarlyFusion, "mid": MidFusion, "late": LateFusion}
@@ -63,8 +74,8 @@ _MODALITY_KWARGS = {
               "audio_rnn_units"),
     "text": ("vocab_size", "max_tokens", "text_encoder", "embed_dim", "text_layers",
              "embed_init"),
-    "video": ("num_frames", "frame_size", "frame_channels", "video_width", "video_stages",
-              "video_se"),
+    "video": ("num_frames", "frame_size", "frame_channels", "video_encoder", "video_width",
+              "video_stages", "video_se"),
 }
 _NOT_KWARGS = ("self", "num_classes", "modalities", "prefix", "params")
 
@@ -107,6 +118,23 @@ def valid_kwargs(name):
                    "combine"}
         names = [n for n in names if n not in hidden]
     return sorted(names)
+
+
+def model_input_settings(name, modalities=None, **kw):
+    """The data settings (``audio_feature``, ``text_ids``, ``frame_norm``, ``frame_size``...)
+    that preset ``name`` with ``kw`` needs for ``modalities`` because of its pretrained
+    encoders; ``{}`` for a model that takes the store's features as they come."""
+    cls, fixed, hp = model_info(name)
+    if not isinstance(cls, type):
+        return {}
+    mods = fixed or check_modalities(modalities or MODALITIES)
+    args = dict(hp)
+    args.update({k: v for k, v in kw.items() if k in EncoderSettings.names()})
+    enc = EncoderSettings(**{k: v for k, v in args.items() if k in EncoderSettings.names()})
+    try:
+        return enc.input_settings(mods)
+    except ValueError as e:
+        raise EmotionMXError(f"model {name!r}: {e}") from None
 
 
 def _check_name(name):

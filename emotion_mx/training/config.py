@@ -150,8 +150,18 @@ class InitConfig:
     """
     encoders: Mapping[str, str] = field(default_factory=FrozenDict)
     encoder_lr_mult: float = 1.0
+    # pretrained encoders in the model (emotion_mx.models.pretrained): fine-tuning set-up
+    pretrained: bool = True            # load their checkpoints (False: random init, an ablation)
+    checkpoints: Mapping[str, str] = field(default_factory=FrozenDict)  # encoder name -> file (default: package)
+    freeze_layers: int = 0             # freeze the stem and the first K layers; -1 freezes the whole encoder
+    pretrained_lr_mult: float = 1.0    # learning-rate multiplier of the encoder's top layer ...
+    layer_decay: float = 1.0           # ... times layer_decay per layer below it (layer-wise decay)
 
     def __post_init__(self):
+        if self.freeze_layers < -1:
+            raise ValueError(f"init.freeze_layers must be >= -1 (-1 freezes the whole encoder), got {self.freeze_layers}")
+        _positive("init.pretrained_lr_mult", self.pretrained_lr_mult, strict=False)
+        _positive("init.layer_decay", self.layer_decay)
         if self.encoders:
             check_modalities(list(self.encoders), "init.encoders")
         for m, template in self.encoders.items():

@@ -20,7 +20,7 @@ from ..contract import DATA_MODEL_KWARGS, input_names
 from ..data import data_spec, load_split
 from ..errors import ConfigError, EmotionMXError
 from ..fileio import atomic_path, ensure_output_dir, write_json
-from ..models import get_model
+from ..models import get_model, model_input_settings
 from ..store import FeatureStore
 from .amp import init_amp, resolve_precision
 from .distributed import make_worker, shard_indices
@@ -76,9 +76,15 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
 
     store = FeatureStore(data_dir)
     d = cfg.data
-    # the data settings are resolved here, once, and travel as one DataSettings from now on
-    spec_data = data_spec(store, fold, d.modalities, audio_feature=d.audio_feature, audio_norm=d.audio_norm,
-                          max_audio_frames=d.max_audio_frames, max_tokens=d.max_tokens, num_frames=d.num_frames)
+    # the data settings are resolved here, once, and travel as one DataSettings from now on;
+    # pretrained encoders fix their own input features
+    needs = model_input_settings(cfg.model.name, d.modalities, **cfg.model.kwargs)
+    if d.audio_feature not in ("logmel", needs.get("audio_feature", d.audio_feature)):
+        raise ConfigError(f"data.audio_feature is {d.audio_feature!r}, but {cfg.model.name} takes "
+                          f"{needs['audio_feature']!r} (its pretrained encoder's front end); remove the setting")
+    spec_data = data_spec(store, fold, d.modalities, **dict(
+        dict(audio_feature=d.audio_feature, audio_norm=d.audio_norm, max_audio_frames=d.max_audio_frames,
+             max_tokens=d.max_tokens, num_frames=d.num_frames), **needs))
     settings = spec_data["settings"]
     modalities = settings.modalities
     labels = list(store.labels)
@@ -165,9 +171,11 @@ def _write_run_files(out_dir, cfg, store, fold, spec, resume):
     dump_config(cfg, artifacts.run_file(out_dir, artifacts.CONFIG))
     write_json(artifacts.run_file(out_dir, artifacts.LABELS), spec["labels"])
     write_json(artifacts.run_file(out_dir, artifacts.NORM), store.norm(fold))
-    vocab_src = st.vocab_path(store.path, fold)
+    wordpiece = spec.data.text_ids == "wordpiece"
+    vocab_src = st.wordpiece_file() if wordpiece else st.vocab_path(store.path, fold)
     if "text" in spec["modalities"] and os.path.isfile(vocab_src):
-        with atomic_path(artifacts.run_file(out_dir, artifacts.VOCAB)) as tmp:
+        name = artifacts.TOKENIZER if wordpiece else artifacts.VOCAB
+        with atomic_path(artifacts.run_file(out_dir, name)) as tmp:
             shutil.copyfile(vocab_src, tmp)
     artifacts.save_model_spec(out_dir, spec)
 

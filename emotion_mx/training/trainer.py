@@ -339,6 +339,7 @@ class Trainer:
                                  "set loss.aux_weight > 0 (e.g. 1.0)")
         mx.random.seed(cfg.seed, ctx="all")
         net.initialize(mx.init.Xavier(), ctx=contexts)
+        self.setup_pretrained()
         if cfg.hybridize:
             net.hybridize(static_alloc=True)
             self.loss_fn.hybridize(static_alloc=True)
@@ -355,6 +356,24 @@ class Trainer:
         self.scaler = DynamicLossScaler() if self.precision == "float16" else None
         self.plateau = PlateauTracker(cfg.optim.plateau_factor, cfg.optim.plateau_patience)
         self.state = {"best_score": -1.0, "best_epoch": 0, "bad_epochs": 0, "stopped_early": False, "history": []}
+
+    def setup_pretrained(self):
+        """Load the checkpoints of the model's pretrained encoders, freeze and scale their layers
+        (``cfg.init``).  Runs before the first forward pass: a hybridized graph keeps the
+        ``grad_req`` it was first run with.  A resumed run then loads its own checkpoint."""
+        from ..models.pretrained import pretrained_slots
+        if not pretrained_slots(self.net):
+            return
+        from ..pretrained.loader import prepare_pretrained
+        i = self.cfg.init
+        info = prepare_pretrained(self.net, checkpoints=i.checkpoints, load=i.pretrained,
+                                  freeze_layers=i.freeze_layers, lr_mult=i.pretrained_lr_mult,
+                                  layer_decay=i.layer_decay)
+        if self.chief:
+            for name, d in info.items():
+                self.echo(f"pretrained {name}: {'weights from ' + d['checkpoint'] if d['checkpoint'] else 'random init'}; "
+                          f"{d['frozen_groups']} of {d['groups']} layer groups frozen, "
+                          f"{d['trainable_params']:,} encoder parameters trained")
 
     def setup_losses(self):
         """Initialise extra losses (variants)."""

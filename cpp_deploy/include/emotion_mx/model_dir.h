@@ -2,10 +2,12 @@
 // An exported model directory (tools/export.py / tools/quantize.py):
 //   DIR/model-symbol.json, DIR/model-0000.params, DIR/model.json (sidecar).
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "emotion_mx/predictor.h"
+#include "emotion_mx/whisper_frontend.h"
 
 namespace emotion_mx {
 
@@ -16,6 +18,9 @@ struct ModelDir {
   std::vector<InputSpec> inputs;         ///< names and shapes (batch = export batch size)
   std::string symbol_file;
   std::string params_file;
+  /// The sidecar's optional "frontend": {"audio": {...}}: how input "audio" (B, T, n_mels) is
+  /// computed from raw audio (set for models on the Whisper log-mel front end).
+  std::optional<WhisperFrontendConfig> audio_frontend;
 
   /// Reads and validates DIR/model.json; throws Error for a missing or malformed sidecar.
   static ModelDir open(const std::string& dir);

@@ -18,4 +18,8 @@ struct NpyArray {
 /// (e.g. '<f8', '<i4'), Fortran order or a truncated payload.
 NpyArray load_npy(const std::string& path);
 
+/// Writes a float32 little-endian C-order .npy (format 1.0) to `path` (a temporary file
+/// renamed into place); throws Error naming the file when it cannot be written.
+void save_npy(const std::string& path, const std::vector<uint32_t>& shape, const std::vector<float>& data);
+
 }  // namespace emotion_mx
