@@ -179,9 +179,18 @@ def _check_meta(stem, meta):
                              "back to the previous one") from None
 
 
-def load_checkpoint(stem, net, trainer, ctx, trust_pickle=None):
-    """Load params and trainer states into ``net``/``trainer``; restore RNG states; return
-    the checkpoint's JSON (``epoch``, ``state``).
+def load_checkpoint_params(stem, net, ctx):
+    """Only the parameters of checkpoint ``stem`` into ``net`` (one error line if unreadable)."""
+    try:
+        net.load_parameters(stem + ".params", ctx=ctx)
+    except Exception as e:
+        raise EmotionMXError(f"{stem}: cannot resume from this checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                             "delete it to fall back to the previous one") from None
+
+
+def load_checkpoint(stem, net, trainer, ctx, trust_pickle=None, params=True):
+    """Load params (``params``: unless already loaded) and trainer states into
+    ``net``/``trainer``; restore RNG states; return the checkpoint's JSON (``epoch``, ``state``).
 
     A legacy pickled ``.states`` file is loaded only with ``trust_pickle`` (default: the
     ``EMOTION_MX_TRUST_PICKLE=1`` environment variable, set by ``--trust-pickle``).
@@ -199,8 +208,9 @@ def load_checkpoint(stem, net, trainer, ctx, trust_pickle=None):
         raise EmotionMXError(f"{stem}: an old checkpoint whose optimizer states are a pickle (which can run "
                              "code); resume it only if you made it yourself, with --trust-pickle "
                              f"({TRUST_PICKLE_ENV}=1)")
+    if params:
+        load_checkpoint_params(stem, net, ctx)
     try:
-        net.load_parameters(stem + ".params", ctx=ctx)
         if legacy:
             trainer.load_states(stem + ".states")
         else:

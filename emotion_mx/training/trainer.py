@@ -34,7 +34,8 @@ from ..fileio import atomic_path, write_json
 from ..models.fusion import training_outputs
 from .amp import DynamicLossScaler
 from .augment import augment_batch
-from .checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .checkpoint import (latest_checkpoint, load_checkpoint, load_checkpoint_params, prune_checkpoints,
+                         save_checkpoint)
 from .distributed import GradientSync, Worker
 from .losses import make_loss
 from .metrics import SELECTION_METRIC, classification_metrics
@@ -340,6 +341,11 @@ class Trainer:
         mx.random.seed(cfg.seed, ctx="all")
         net.initialize(mx.init.Xavier(), ctx=contexts)
         self.setup_pretrained()
+        if self.resume_stem is not None:
+            # a resumed run's parameters go in before the first forward pass: oneDNN may keep a
+            # frozen (grad_req 'null') weight in its own layout after one, and copying into it
+            # then fails (MXNet 1.9.1, "to.IsDefaultData()")
+            load_checkpoint_params(self.resume_stem, net, contexts)
         if cfg.hybridize:
             net.hybridize(static_alloc=True)
             self.loss_fn.hybridize(static_alloc=True)
@@ -356,6 +362,8 @@ class Trainer:
         self.scaler = DynamicLossScaler() if self.precision == "float16" else None
         self.plateau = PlateauTracker(cfg.optim.plateau_factor, cfg.optim.plateau_patience)
         self.state = {"best_score": -1.0, "best_epoch": 0, "bad_epochs": 0, "stopped_early": False, "history": []}
+
+    resume_stem = None   # the checkpoint a resumed fit() starts from (set by fit)
 
     def setup_pretrained(self):
         """Load the checkpoints of the model's pretrained encoders, freeze and scale their layers
@@ -384,7 +392,7 @@ class Trainer:
         if stem is None:
             self.echo(f"--resume: no checkpoint in {self.run_dir}/checkpoints; starting from epoch 1")
             return 0
-        meta = load_checkpoint(stem, self.net, self.trainer, self.contexts)
+        meta = load_checkpoint(stem, self.net, self.trainer, self.contexts, params=stem != self.resume_stem)
         start_epoch = int(meta["epoch"])
         self.state = state = meta["state"]
         self.plateau.load_state_dict(state["plateau"])
@@ -405,6 +413,7 @@ class Trainer:
         only).  Writes RUN/checkpoints, RUN/best.params, RUN/best.json, RUN/metrics.csv,
         RUN/curves.png and RUN/tensorboard (rank 0).  Returns :class:`FitResult`."""
         self.check(train, valid)
+        self.resume_stem = latest_checkpoint(self.run_dir) if resume else None
         self.setup(train)
         start_epoch = self.resume() if resume else 0
         if start_epoch is None:
