@@ -3,10 +3,10 @@
 # (speaker/subject/writer-independent folds; each run selects its epoch on its fold's validation
 # split, the test split is read once).  Resumable: re-running skips finished folds.
 #   EMOTION_MX_DATA=../shared/data bash benchmarks/finetune.sh [WORK_DIR] [TARGETS]
-# TARGETS: any of emodb ckplus48 isear iemocap_text trimodal (default: all).  Cost on the 2-core
-# CI machine (measured, see benchmarks/results.md): EmoDB ~8 min per fold (Whisper tiny.en,
-# 12 epochs), CK+48 ~1 min per fold, ISEAR ~10 min per fold, IEMOCAP text ~15 min, trimodal ~20
-# min per fold.
+# TARGETS: any of emodb ckplus48 isear iemocap_text trimodal (default: all).  Cost measured on a
+# shared 2-core AVX2 machine (see benchmarks/results.md): EmoDB ~8 min per fold (Whisper tiny.en,
+# 12 epochs), CK+48 ~1 min per fold, ISEAR 10-14 min per fold (2 epochs), IEMOCAP text ~12 min
+# (one official fold); trimodal (mid_pretrained) was not run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${EMOTION_MX_DATA:?set EMOTION_MX_DATA to the folder holding emodb/, ckplus48/, isear/, iemocap_text/}
