@@ -86,8 +86,9 @@ def assemble_inputs(items, modalities, settings, norm, vocab=None):
     if "audio" in modalities:
         parts = settings.audio_feature.split("+")
         if parts[0] in SELF_NORMALISED:          # Whisper's log-mel: its front end normalises it
+            from .features.whisper_frontend import WHISPER_FRONTEND
             mean, std = np.float32(0.0), np.float32(1.0)
-            D = next((it[parts[0]].shape[1] for it in items if parts[0] in it), 80)
+            D = WHISPER_FRONTEND["n_mels"]
         else:
             mean = np.concatenate([np.asarray(norm[p]["mean"], np.float32) for p in parts])
             std = np.concatenate([np.asarray(norm[p]["std"], np.float32) for p in parts])

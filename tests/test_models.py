@@ -10,7 +10,7 @@ from mxnet import autograd, gluon
 from emotion_mx import artifacts as A
 from emotion_mx.errors import EmotionMXError
 from emotion_mx.models import (MODALITIES, PRESETS, example_inputs, get_model, input_names,
-                               list_models, model_input_settings, summarize, valid_kwargs)
+                               list_models, model_input_sizes, summarize, valid_kwargs)
 
 # Tiny feature shapes (3 conv blocks of mid_large still fit: 16 frames x 8 dims -> 2 x 1).
 TINY = dict(audio_dim=8, audio_frames=16, vocab_size=20, max_tokens=6, num_frames=2,
@@ -23,11 +23,7 @@ def _tiny(name=None):
     model: 64x64 grayscale faces)."""
     if name is None:
         return TINY
-    needs = model_input_settings(name)
-    out = dict(TINY, **{k: v for k, v in needs.items() if k in TINY})
-    if needs.get("audio_feature") == "whisper_logmel":
-        out["audio_dim"] = 80
-    return out
+    return dict(TINY, **model_input_sizes(name))
 
 
 def _feature_kw(name, modalities=None):

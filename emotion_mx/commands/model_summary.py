@@ -27,7 +27,7 @@ def main(num_classes, audio_dim, audio_frames, vocab_size, max_tokens, num_frame
          frame_channels, models):
     import warnings
     warnings.filterwarnings("ignore")
-    from emotion_mx.models import PRESETS, list_models, model_info, summarize, valid_kwargs
+    from emotion_mx.models import PRESETS, model_info, model_input_sizes, summarize, valid_kwargs
     feats = dict(audio_dim=audio_dim, audio_frames=audio_frames, vocab_size=vocab_size,
                  max_tokens=max_tokens, num_frames=num_frames, frame_size=frame_size,
                  frame_channels=frame_channels)
@@ -38,7 +38,8 @@ def main(num_classes, audio_dim, audio_frames, vocab_size, max_tokens, num_frame
             _, fixed, hp = model_info(name)          # an unknown name: one error line
             family = PRESETS[name][0]
             # a pretrained encoder fixes its own input sizes (80 Whisper mel bins, 64 px faces)
-            kw = {k: hp.get(k, v) for k, v in feats.items() if k in valid_kwargs(name)}
+            sizes = model_input_sizes(name)
+            kw = {k: sizes.get(k, v) for k, v in feats.items() if k in valid_kwargs(name)}
             s = summarize(name, num_classes=num_classes, **kw)
             mods = "+".join(fixed or ("audio", "text", "video"))
             rows.append(f"| `{name}` | {family} | {mods} | {hp.get('units')} | "

@@ -9,7 +9,7 @@ import numpy as np
 from .. import artifacts as A
 from ..contract import input_names, input_shapes, random_inputs
 from ..fileio import write_json
-from ..models import get_model, model_input_settings, valid_kwargs
+from ..models import get_model, model_input_settings, model_input_sizes, valid_kwargs
 from ..store import DataSettings
 
 LABELS = ["anger", "happiness", "neutral", "sadness"]
@@ -20,11 +20,8 @@ SMALL_FEATURES = dict(audio_dim=16, audio_frames=64, vocab_size=60, max_tokens=1
 def spec_for(name, num_classes=4, modalities=None, **features):
     """``(net, ModelSpec)`` for registry model ``name`` with small feature sizes."""
     needs = model_input_settings(name, modalities)     # what pretrained encoders take
-    f = dict(SMALL_FEATURES, **{k: v for k, v in needs.items() if k in SMALL_FEATURES})
-    if needs.get("audio_feature") == "whisper_logmel":
-        f["audio_dim"] = 80
-    if needs.get("text_ids") == "wordpiece":
-        f["vocab_size"] = 30522
+    f = dict(SMALL_FEATURES)
+    f.update(model_input_sizes(name, modalities))
     f.update(features)
     kwargs = {k: v for k, v in f.items() if k in valid_kwargs(name)}
     net = get_model(name, num_classes=num_classes, modalities=modalities, **kwargs)

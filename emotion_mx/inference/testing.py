@@ -14,7 +14,7 @@ from ..deploy.testing import make_run, synthetic_inputs
 from ..features.audio import audio_feature_dims
 from ..features.text import build_vocab, save_vocab
 from ..fileio import write_json
-from ..models import model_input_settings
+from ..models import model_input_settings, model_input_sizes
 from ..store import wordpiece_file
 
 WORDS = ("furious hate unacceptable angry outrageous stop wonderful great love happy fantastic "
@@ -40,9 +40,9 @@ def make_exported(out_dir, work_dir, name="mid_tiny", modalities=None, precision
     Returns the sidecar. ``work_dir`` receives the intermediate run directory.
     """
     # models on pretrained encoders take their own inputs (Whisper log-mel, WordPiece, 64 px faces)
-    needs = model_input_settings(name, modalities)
+    needs, sizes = model_input_settings(name, modalities), model_input_sizes(name, modalities)
     audio_feature = needs.get("audio_feature", audio_feature)
-    size = needs.get("frame_size", 48)
+    size = sizes.get("frame_size", 48)
     pre = preprocessing(n_mels=n_mels, prosody="prosody" in audio_feature, num_frames=num_frames, detect=detect,
                         size=size)
     pre["audio"]["whisper"] = audio_feature == "whisper_logmel"
@@ -52,7 +52,7 @@ def make_exported(out_dir, work_dir, name="mid_tiny", modalities=None, precision
     vocab = build_vocab([WORDS])
     run = os.path.join(work_dir, "run")
     spec = make_run(run, name, seed=seed, modalities=modalities, audio_dim=audio_dim, audio_frames=audio_frames,
-                    vocab_size=30522 if wordpiece else len(vocab), max_tokens=max_tokens, num_frames=num_frames,
+                    vocab_size=sizes.get("vocab_size", len(vocab)), max_tokens=max_tokens, num_frames=num_frames,
                     frame_size=size)
     # without: only what exports before format 2 recorded (the store's audio and face sizes)
     old = {"audio": dict(spec.data.preprocessing["audio"], n_mels=n_mels), "face": {"size": size, "grayscale": True}}

@@ -16,7 +16,8 @@ from .audio import AudioCNN, AudioCRNN
 from .common import MODALITIES, MaskedPool, PositionEmbedding
 from .fusion import EarlyFusion, EncoderSettings, LateFusion, MidFusion
 from .registry import (FEATURE_DEFAULTS, PRESETS, get_model, input_names, list_models,
-                       model_info, model_input_settings, register_model, valid_kwargs)
+                       model_info, model_input_settings, model_input_sizes, register_model,
+                       valid_kwargs)
 from .summary import count_macs, example_inputs, summarize
 from .text import TextBiLSTM, TextTransformer
 from .video import VideoMobileNet
@@ -24,7 +25,7 @@ from .pretrained import ENCODERS, PRETRAINED_NAMES
 
 __all__ = [
     "get_model", "list_models", "input_names", "register_model", "valid_kwargs", "model_info",
-    "model_input_settings", "ENCODERS", "PRETRAINED_NAMES",
+    "model_input_settings", "model_input_sizes", "ENCODERS", "PRETRAINED_NAMES",
     "PRESETS", "FEATURE_DEFAULTS", "MODALITIES", "summarize", "count_macs", "example_inputs",
     "EncoderSettings", "EarlyFusion", "MidFusion", "LateFusion", "AudioCNN", "AudioCRNN", "TextTransformer",
     "TextBiLSTM", "VideoMobileNet", "MultiHeadAttention", "PositionwiseFFN", "TransformerLayer",

@@ -41,7 +41,7 @@ from ..contract import check_modalities
 from .attention import TransformerStack
 from .audio import AudioCNN, AudioCRNN
 from .common import MODALITIES, NEG_INF, MaskedPool, presence
-from .pretrained import ENCODERS, input_settings, make_slot
+from .pretrained import ENCODERS, input_settings, input_sizes, make_slot
 from .text import TextBiLSTM, TextTransformer
 from .video import VideoMobileNet
 
@@ -118,6 +118,10 @@ class EncoderSettings:
     def input_settings(self, modalities):
         """Data settings the pretrained encoders of ``modalities`` need (``{}`` if none)."""
         return input_settings(self.pretrained(m) for m in modalities if self.pretrained(m))
+
+    def input_sizes(self, modalities):
+        """Feature sizes the pretrained encoders of ``modalities`` fix (``{}`` if none)."""
+        return input_sizes(self.pretrained(m) for m in modalities if self.pretrained(m))
 
     def encoder(self, m):
         """The encoder block of modality ``m``."""

@@ -29,9 +29,9 @@ from mxnet.gluon import HybridBlock, nn
 from ..errors import EmotionMXError
 from .fer_xception import FER_PRESETS, MiniXception
 from .minilm import MINILM_PRESETS, MiniLMEncoder
-from .whisper import WHISPER_PRESETS, WhisperEncoder
+from .whisper import N_MELS, WHISPER_PRESETS, WhisperEncoder
 
-__all__ = ["ENCODERS", "PRETRAINED_NAMES", "encoder_info", "input_settings", "SequenceSlot", "FaceSlot",
+__all__ = ["ENCODERS", "PRETRAINED_NAMES", "encoder_info", "input_settings", "input_sizes", "SequenceSlot", "FaceSlot",
            "pretrained_slots", "make_slot"]
 
 # name -> (kind, block class, architecture, modality); pure data
@@ -69,6 +69,22 @@ def input_settings(encoder_names):
     for name in encoder_names:
         if name in ENCODERS:
             out.update(_INPUTS[ENCODERS[name][0]])
+    return out
+
+
+def input_sizes(encoder_names):
+    """The feature-size keyword arguments (``audio_dim``, ``vocab_size``, ``frame_size``,
+    ``frame_channels``) the pretrained encoders among ``encoder_names`` fix."""
+    out = {}
+    for name in encoder_names:
+        if name in ENCODERS:
+            kind, _, hp, _ = ENCODERS[name]
+            if kind == "whisper":
+                out["audio_dim"] = N_MELS
+            elif kind == "minilm":
+                out["vocab_size"] = hp["vocab_size"]
+            else:
+                out.update(frame_size=hp["input_size"], frame_channels=1)
     return out
 
 

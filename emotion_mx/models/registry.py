@@ -16,7 +16,7 @@ from ..errors import EmotionMXError
 from .fusion import EarlyFusion, EncoderSettings, LateFusion, MidFusion
 
 __all__ = ["register_model", "get_model", "list_models", "input_names", "model_info",
-           "PRESETS", "FEATURE_DEFAULTS", "valid_kwargs", "model_input_settings"]
+           "PRESETS", "FEATURE_DEFAULTS", "valid_kwargs", "model_input_settings", "model_input_sizes"]
 
 # Defaults for the data-dependent arguments (override with the feature store's values).
 FEATURE_DEFAULTS = {k: getattr(EncoderSettings(), k) for k in DATA_MODEL_KWARGS}
@@ -32,7 +32,7 @@ _LARGE = dict(units=256, num_heads=8, ffn_units=1024, hidden_units=256, dropout=
               video_width=1.0, video_stages=5, video_se=True)
 _PRETRAINED = dict(units=256, num_heads=4, ffn_units=512, hidden_units=256, dropout=0.1)
 _PRETRAINED_ENCODERS = dict(audio_encoder="whisper_tiny_en", text_encoder="minilm_l6",
-                            video_encoder="fer_mini_xception", audio_dim=80, frame_size=64, frame_channels=1)
+                            video_encoder="fer_mini_xception")
 
 # name -> (family, fixed modalities or None, hyper-parameters).  Pure data.
 PRESETS = {
@@ -57,11 +57,10 @@ PRESETS = {
     "text_bilstm": ("early", ("text",), dict(_BASE, text_encoder="bilstm", text_layers=1)),
     "video_mobilenet": ("early", ("video",), dict(_BASE)),
     # pretrained encoders (emotion_mx.models.pretrained): unimodal and trimodal
-    "whisper_tiny_en": ("early", ("audio",), dict(_PRETRAINED, audio_encoder="whisper_tiny_en", audio_dim=80)),
-    "whisper_base": ("early", ("audio",), dict(_PRETRAINED, audio_encoder="whisper_base", audio_dim=80)),
+    "whisper_tiny_en": ("early", ("audio",), dict(_PRETRAINED, audio_encoder="whisper_tiny_en")),
+    "whisper_base": ("early", ("audio",), dict(_PRETRAINED, audio_encoder="whisper_base")),
     "minilm_l6": ("early", ("text",), dict(_PRETRAINED, text_encoder="minilm_l6")),
-    "fer_mini_xception": ("early", ("video",), dict(_PRETRAINED, video_encoder="fer_mini_xception",
-                                                    frame_size=64, frame_channels=1)),
+    "fer_mini_xception": ("early", ("video",), dict(_PRETRAINED, video_encoder="fer_mini_xception")),
     "mid_pretrained": ("mid", None, dict(_PRETRAINED, **_PRETRAINED_ENCODERS, cross_layers=1, self_layers=0)),
     "late_pretrained": ("late", None, dict(_PRETRAINED, **_PRETRAINED_ENCODERS)),
 }
@@ -120,10 +119,7 @@ def valid_kwargs(name):
     return sorted(names)
 
 
-def model_input_settings(name, modalities=None, **kw):
-    """The data settings (``audio_feature``, ``text_ids``, ``frame_norm``, ``frame_size``...)
-    that preset ``name`` with ``kw`` needs for ``modalities`` because of its pretrained
-    encoders; ``{}`` for a model that takes the store's features as they come."""
+def _encoder_inputs(what, name, modalities, kw):
     cls, fixed, hp = model_info(name)
     if not isinstance(cls, type):
         return {}
@@ -132,9 +128,22 @@ def model_input_settings(name, modalities=None, **kw):
     args.update({k: v for k, v in kw.items() if k in EncoderSettings.names()})
     enc = EncoderSettings(**{k: v for k, v in args.items() if k in EncoderSettings.names()})
     try:
-        return enc.input_settings(mods)
+        return getattr(enc, what)(mods)
     except ValueError as e:
         raise EmotionMXError(f"model {name!r}: {e}") from None
+
+
+def model_input_settings(name, modalities=None, **kw):
+    """The data settings (``audio_feature``, ``text_ids``, ``frame_norm``, ``frame_size``...)
+    that preset ``name`` with ``kw`` needs for ``modalities`` because of its pretrained
+    encoders; ``{}`` for a model that takes the store's features as they come."""
+    return _encoder_inputs("input_settings", name, modalities, kw)
+
+
+def model_input_sizes(name, modalities=None, **kw):
+    """The feature sizes (``audio_dim``, ``vocab_size``, ``frame_size``, ``frame_channels``)
+    the pretrained encoders of preset ``name`` fix; ``{}`` when the store decides them."""
+    return _encoder_inputs("input_sizes", name, modalities, kw)
 
 
 def _check_name(name):
@@ -159,6 +168,7 @@ def _create(name, num_classes, modalities, kw):
     modalities = check_modalities(modalities)
     args = dict(FEATURE_DEFAULTS)
     args.update(hp)
+    args.update(_encoder_inputs("input_sizes", name, modalities, kw))   # a pretrained encoder's own sizes
     args.update(kw)
     args = {k: v for k, v in args.items() if k in valid or k in hp}
     try:
