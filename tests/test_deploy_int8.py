@@ -88,6 +88,43 @@ def test_int8_runs_close_to_fp32(fp32, quantized):
     assert np.abs(got - ref).max() <= 0.25 * scale + 1e-3
 
 
+def test_search_int8_keeps_the_fastest_faithful_candidate(fp32):
+    from emotion_mx.deploy.quantize import INT8_CANDIDATES, search_int8
+    run, spec, names, sym, args, aux = fp32
+    calib = [synthetic_inputs(spec, batch_size=16, seed=s) for s in range(2)]
+    valid = synthetic_inputs(spec, batch_size=24, seed=7)
+    *_, info = search_int8(sym, args, aux, names, calib, valid, floor=0.0, batch_size=8, rounds=2, repeats=2)
+    s = info["search"]
+    labels = [c["label"] for c in s["candidates"]]
+    assert labels == [c["label"] for c in INT8_CANDIDATES if c["label"] in labels] and len(labels) >= 4
+    timed = [c for c in s["candidates"] if "ms" in c]
+    assert len(timed) == len(labels)                       # floor 0: every candidate is timed
+    assert s["chosen"] == min(timed, key=lambda c: c["ms"])["label"] and s["reason"].startswith("fastest")
+    # "convolutions only": every Dense of mid_tiny stays fp32, its convolutions run INT8
+    conv = next(c for c in s["candidates"] if c["label"].startswith("convolutions only"))
+    assert conv["structure"]["int8"] and all("conv" in n for n in conv["structure"]["int8"])
+    assert conv["structure"]["fp32"] and all("fully_connected" in n for n in conv["structure"]["fp32"])
+    everything = s["candidates"][0]
+    assert len(everything["structure"]["int8"]) > len(conv["structure"]["int8"])
+    # an unreachable floor: the most sensitive layers of the most faithful candidate go back to
+    # fp32 one by one (2 steps here), nothing is timed, the most faithful is kept and said so
+    *_, info = search_int8(sym, args, aux, names, calib, valid, floor=1.01, batch_size=8, exclude=["mid_head_"],
+                           fallback_steps=2)
+    s = info["search"]
+    assert not any("ms" in c for c in s["candidates"]) and s["reason"].startswith("none reached")
+    assert s["chosen"] == max(s["candidates"], key=lambda c: c["argmax_agreement"])["label"]
+    assert all(c["exclude"][0] == "mid_head_" for c in s["candidates"])   # the user's exclusion in every set
+    fb = s["candidates"][-1]
+    base = max(s["candidates"][:-1], key=lambda c: c["argmax_agreement"])
+    assert fb["label"].startswith(base["label"]) and "2 most sensitive layers" in fb["label"]
+    sens = list(fb["sensitivity"].items())
+    assert len(sens) >= 10 and all(a[1] >= b[1] for a, b in zip(sens, sens[1:]))   # worst first
+    assert fb["exclude"] == base["exclude"] + [sens[0][0], sens[1][0]]
+    assert len(fb["structure"]["fp32"]) == len(base["structure"]["fp32"]) + 2
+    with pytest.raises(EmotionMXError, match="unknown INT8 selection"):
+        search_int8(sym, args, aux, names, calib, valid, select="best")
+
+
 def test_unknown_exclusion_is_an_error(fp32):
     run, spec, names, sym, args, aux = fp32
     with pytest.raises(EmotionMXError, match="matches no layer"):
@@ -105,9 +142,12 @@ def test_quantize_run_writes_model_and_report(fp32, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "load_split", fake_split)
     from emotion_mx.deploy import ort_runtime
     monkeypatch.setattr(ort_runtime, "ORT_OP_SETS", (None, ("Gemm",)))   # two candidates keep it short
+    import functools
+    from emotion_mx.deploy.quantize import INT8_CANDIDATES, search_int8
+    monkeypatch.setattr(pipeline, "search_int8", functools.partial(search_int8, candidates=INT8_CANDIDATES[:2]))
     out = str(tmp_path / "int8")
     report = pipeline.quantize_run(run, "unused-store", out, calib_mode="entropy", calib_batches=2,
-                                   batch_size=16, repeats=3)
+                                   batch_size=16, repeats=3, floor=0.0)   # floor 0: every set timed, no fallback
     on_disk = json.load(open(os.path.join(out, A.QUANT_REPORT)))
     assert on_disk["summary"] == json.loads(json.dumps(report["summary"]))
     for bs in ("batch1", "batch16"):
@@ -121,6 +161,11 @@ def test_quantize_run_writes_model_and_report(fp32, tmp_path, monkeypatch):
     assert 0 <= v["argmax_agreement"] <= 1 and "ua_loss_points" in v
     assert set(report["goals"]) == {"speedup_vs_fused_batch32", "params_ratio", "ua_loss_points"}
     assert report["quantization"]["calib_mode"] == "entropy" and report["quantization"]["split"] == "train"
+    # the layers kept fp32 were chosen by measurement, and the choice is recorded in both files
+    search = report["int8_search"]
+    assert search["chosen"] == report["quantization"]["chosen"] == on_disk["quantization"]["chosen"]
+    assert report["summary"]["int8_layers"]["chosen"] == search["chosen"]
+    assert len(report["summary"]["int8_layers"]["candidates"]) == len(search["candidates"])
     assert report["cpu"]["cores"] >= 1
     # the INT8 directory has the export layout and reloads in Gluon
     block, sidecar = A.load_exported(out)

@@ -1,7 +1,11 @@
 """INT8 post-training quantization of a run (oneDNN), calibrated on the training split.
 
     python tools/quantize.py --run RUN --data STORE --calib-mode naive|entropy \
-        [--calib-batches N] [--exclude NAME ...] --out DIR [--fold K]
+        [--calib-batches N] [--exclude NAME ...] [--no-search] [--agreement-floor F] --out DIR [--fold K]
+
+The layers kept fp32 are chosen by measurement unless ``--no-search``: of the candidate
+exclusion sets (``deploy.quantize.INT8_CANDIDATES``) whose arg-max agreement with fp32 on the
+validation split reaches ``--agreement-floor``, the fastest at ``--batch-size``.
 
 Writes DIR/{model-symbol.json, model-0000.params, model.json} (INT8, same layout as export)
 and DIR/quant_report.json (fp32 plain/fused vs INT8 latency, sizes, validation UA/accuracy).
@@ -10,6 +14,7 @@ import json
 
 import click
 
+from ..deploy.quantize import AGREEMENT_FLOOR
 from ..provenance import write_command
 
 
@@ -23,13 +28,19 @@ from ..provenance import write_command
               help="Calibration batch size; also the large batch size timed in the report.")
 @click.option("--exclude", multiple=True, metavar="NAME",
               help="Keep layers fp32: block prefix, op name or glob (repeatable).")
+@click.option("--search/--no-search", default=True, show_default=True,
+              help="Choose the layers kept fp32 by measured agreement and speed (else only --exclude).")
+@click.option("--agreement-floor", default=AGREEMENT_FLOOR, show_default=True, type=click.FloatRange(0, 1),
+              help="Least arg-max agreement with fp32 on the validation split for a candidate to be timed.")
 @click.option("--fold", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--repeats", default=30, show_default=True, type=click.IntRange(3), help="Timed runs per latency figure.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for the INT8 model.")
-def main(run_dir, data_dir, calib_mode, calib_batches, batch_size, exclude, fold, repeats, out_dir):
+def main(run_dir, data_dir, calib_mode, calib_batches, batch_size, exclude, search, agreement_floor, fold, repeats,
+         out_dir):
     from emotion_mx.deploy.pipeline import quantize_run
     report = quantize_run(run_dir, data_dir, out_dir, calib_mode=calib_mode, calib_batches=calib_batches,
-                          batch_size=batch_size, exclude=exclude, fold=fold, repeats=repeats)
+                          batch_size=batch_size, exclude=exclude, fold=fold, repeats=repeats,
+                          search=search, floor=agreement_floor)
     write_command(out_dir)
     click.echo(json.dumps(report["summary"], indent=2))
 

@@ -10,8 +10,9 @@ export, real calibration inputs, INT8 of any exported folder and its structure.
 * :func:`quantize_exported` — MXNet oneDNN INT8 (:func:`~emotion_mx.deploy.quantize.quantize_symbol`)
   of an exported fp32 folder into a new exported folder: works on any symbol/params + sidecar,
   so on the exported pretrained runs too;
-* :func:`int8_structure` — which FullyConnected/Convolution ran INT8 and how many
-  quantize/requantize/dequantize nodes the graph holds.
+* :func:`choose_int8` — the exclusion-set search of :func:`~emotion_mx.deploy.quantize.search_int8`
+  on an exported folder (:func:`~emotion_mx.deploy.quantize.int8_structure` says which layers ran
+  INT8; both live in ``deploy/quantize.py``, re-exported here).
 """
 import os
 
@@ -20,7 +21,8 @@ import numpy as np
 from .. import artifacts as A
 from ..contract import input_shapes
 from ..errors import EmotionMXError
-from .quantize import DEFAULT_EXCLUDED_OPS, graph_nodes, is_quantized, quantize_symbol
+from .quantize import (AGREEMENT_FLOOR, DEFAULT_EXCLUDED_OPS, INT8_CANDIDATES, KEEP_FP32_OPS, graph_nodes,
+                       int8_structure, quantize_symbol, search_int8)
 
 __all__ = ["encoder_classifier", "real_inputs", "group_split", "quantize_exported", "int8_structure", "choose_int8",
            "pooled_features", "fit_head", "LENGTHS"]
@@ -126,50 +128,42 @@ def group_split(groups, parts=5):
     return tuple(np.where(r == k)[0] for k in ("train", "valid", "test"))
 
 
-def quantize_exported(fp32_dir, out_dir, calib_batches, calib_mode="naive", exclude=(), excluded_ops=(),
-                      quantized_dtype=None):
-    """Write an INT8 exported folder for the exported fp32 folder ``fp32_dir``; returns the
-    quantization info of :func:`quantize_symbol` plus :func:`int8_structure`.
-
-    ``quantized_dtype`` None: ``"auto"`` (uint8 where the calibrated range is non-negative) for
-    graphs with interleaved self-attention ops, whose oneDNN INT8 value op takes the softmax
-    probabilities as uint8 only; ``"int8"`` otherwise."""
+def _fp32_folder(fp32_dir):
     sidecar = A.read_sidecar(fp32_dir)
     if sidecar.get("precision") != "fp32":
         raise EmotionMXError(f"{fp32_dir}: INT8 quantization needs an fp32 model (this one is {sidecar.get('precision')})")
     sym, args, aux = A.load_symbol_params(fp32_dir)
-    names = [i["name"] for i in sidecar["inputs"]]
-    if quantized_dtype is None:
-        selfatt = any(n["op"].startswith("_contrib_interleaved_matmul_selfatt") for n in graph_nodes(sym))
-        quantized_dtype = "auto" if selfatt else "int8"
-    qsym, qargs, qaux, info = quantize_symbol(sym, args, aux, names, calib_batches, calib_mode=calib_mode,
-                                              exclude=exclude, excluded_ops=DEFAULT_EXCLUDED_OPS + tuple(excluded_ops),
-                                              quantized_dtype=quantized_dtype)
+    return sym, args, aux, [i["name"] for i in sidecar["inputs"]], sidecar
+
+
+def _quantized_dtype(sym):
+    """``"auto"`` (uint8 where the calibrated range is non-negative) for graphs with interleaved
+    self-attention ops, whose oneDNN INT8 value op takes the softmax probabilities as uint8
+    only; ``"int8"`` otherwise."""
+    selfatt = any(n["op"].startswith("_contrib_interleaved_matmul_selfatt") for n in graph_nodes(sym))
+    return "auto" if selfatt else "int8"
+
+
+def _write_int8(out_dir, qsym, qargs, qaux, sidecar, info):
     meta = {k: info[k] for k in ("calib_mode", "calib_examples", "calib_batches", "quantized_dtype",
                                  "excluded", "excluded_ops")}
-    out = dict(sidecar, precision="int8", quantization=meta)
-    A.write_exported(out_dir, qsym, qargs, qaux, out)
+    if "search" in info:
+        meta["chosen"] = info["search"]["chosen"]
+    A.write_exported(out_dir, qsym, qargs, qaux, dict(sidecar, precision="int8", quantization=meta))
+
+
+def quantize_exported(fp32_dir, out_dir, calib_batches, calib_mode="naive", exclude=(), excluded_ops=(),
+                      quantized_dtype=None):
+    """Write an INT8 exported folder for the exported fp32 folder ``fp32_dir``; returns the
+    quantization info of :func:`quantize_symbol` plus :func:`int8_structure`.
+    ``quantized_dtype`` None: :func:`_quantized_dtype` of the graph."""
+    sym, args, aux, names, sidecar = _fp32_folder(fp32_dir)
+    qsym, qargs, qaux, info = quantize_symbol(sym, args, aux, names, calib_batches, calib_mode=calib_mode,
+                                              exclude=exclude, excluded_ops=DEFAULT_EXCLUDED_OPS + tuple(excluded_ops),
+                                              quantized_dtype=quantized_dtype or _quantized_dtype(sym))
+    _write_int8(out_dir, qsym, qargs, qaux, sidecar, info)
     info["structure"] = int8_structure(qsym)
     return info
-
-
-_QUANT_NODES = {"_contrib_quantize_v2": "quantize", "_contrib_quantize": "quantize",
-                "_contrib_requantize": "requantize", "_contrib_dequantize": "dequantize"}
-
-
-def int8_structure(qsym):
-    """``{"int8": [names], "fp32": [names], "quantize": n, "requantize": n, "dequantize": n}``:
-    the FullyConnected / Convolution / fused self-attention nodes by precision and the counts of
-    the conversion nodes left in the (backend-fused) INT8 graph."""
-    out = {"int8": [], "fp32": [], "quantize": 0, "requantize": 0, "dequantize": 0}
-    for n in graph_nodes(qsym):
-        if n["op"] in _QUANT_NODES:
-            out[_QUANT_NODES[n["op"]]] += 1
-        elif n["op"].startswith(("_sg_mkldnn_fully_connected", "_sg_mkldnn_conv", "_sg_mkldnn_selfatt", "FullyConnected",
-                                 "Convolution", "_contrib_quantized_fully_connected", "_contrib_quantized_conv")):
-            name = n["name"][len("quantized_"):] if n["name"].startswith("quantized_") else n["name"]
-            out["int8" if is_quantized(n) else "fp32"].append(name)
-    return out
 
 
 def pooled_features(net, inputs, batch_size=32):
@@ -200,73 +194,16 @@ def fit_head(net, feats, labels, train_idx, valid_idx, seed=0):
     return score
 
 
-# INT8 variants tried in order (fewest fp32 layers first); the first whose arg-max agreement
-# with fp32 on validation inputs reaches AGREEMENT_FLOOR is kept (else the most faithful).  On
-# Whisper + an EmoDB head, INT8 residual adds and INT8 pooled statistics (a quantized concat of
-# mean and std) cost most of the agreement on this AVX2 CPU, then the head's Dense layers (their
-# inputs are standardised features with outliers; two tiny GEMMs to keep fp32);
-# benchmarks/encoders.py prints every candidate's validation agreement per encoder.
-KEEP_FP32_OPS = ("elemwise_add", "Concat")
-HEAD = ("head_", "*_head_*")                     # the classifier head (its layer-weighting GEMM)
-ATTENTION_IN = ("*_qkv_*", "*_query_*", "*_key_*", "*_value_*")
-INT8_CANDIDATES = (
-    {"label": "everything oneDNN quantizes", "exclude": (), "excluded_ops": ()},
-    {"label": "all Dense/Conv INT8; residual adds and concat fp32", "exclude": (), "excluded_ops": KEEP_FP32_OPS},
-    {"label": "+ classifier head fp32", "exclude": HEAD, "excluded_ops": KEEP_FP32_OPS},
-    {"label": "+ attention input projections fp32", "exclude": HEAD + ATTENTION_IN, "excluded_ops": KEEP_FP32_OPS},
-    {"label": "+ attention input projections and FFN output fp32", "exclude": HEAD + ATTENTION_IN + ("*_ffn2_*",),
-     "excluded_ops": KEEP_FP32_OPS},
-)
-AGREEMENT_FLOOR = 0.97
-
-
-def _present(fused_names, patterns):
-    from .quantize import _matches
-    return tuple(p for p in patterns if any(_matches(n, p) for n in fused_names))
-
-
 def choose_int8(fp32_dir, out_dir, calib_batches, valid_inputs, candidates=INT8_CANDIDATES,
-                floor=AGREEMENT_FLOOR, calib_mode="naive", batch_size=32):
-    """Quantize ``fp32_dir`` with each candidate exclusion set (patterns matching no layer of
-    this model are dropped; a candidate equal to an earlier one is skipped) and keep in
-    ``out_dir`` the first whose arg-max agreement with fp32 on ``valid_inputs`` reaches
-    ``floor``, else the most faithful.  Returns ``{"chosen": label, "candidates": [...]}``
-    (per candidate: agreement, max |logit diff|, structure)."""
-    import shutil
-    import tempfile
-    from .quantize import _members
-    from .runtime import predict
-    sidecar = A.read_sidecar(fp32_dir)
-    names = [i["name"] for i in sidecar["inputs"]]
-    sym, args, aux = A.load_symbol_params(fp32_dir)
-    ref = predict(sym, args, aux, names, valid_inputs, batch_size=batch_size, backend="fused")
-    fused = sym.get_backend_symbol("MKLDNN_QUANTIZE")
-    members = [m for n in graph_nodes(fused) if n["op"] != "null" for m in _members(n)]
-    tried, seen, best = [], set(), None
-    with tempfile.TemporaryDirectory() as tmp:
-        for k, cand in enumerate(candidates):
-            exclude = _present(members, cand["exclude"])
-            key = (exclude, tuple(cand["excluded_ops"]))
-            if key in seen:
-                continue
-            seen.add(key)
-            path = os.path.join(tmp, str(k))
-            info = quantize_exported(fp32_dir, path, calib_batches, calib_mode=calib_mode, exclude=exclude,
-                                     excluded_ops=cand["excluded_ops"])
-            logits = predict(*A.load_symbol_params(path), names, valid_inputs, batch_size=batch_size, backend="asis")
-            entry = {"label": cand["label"], "exclude": list(exclude), "excluded_ops": list(cand["excluded_ops"]),
-                     "argmax_agreement": float(np.mean(logits.argmax(1) == ref.argmax(1))),
-                     "max_abs_logit_diff": float(np.abs(logits - ref).max()),
-                     "structure": info["structure"], "path": path}
-            tried.append(entry)
-            if best is None or entry["argmax_agreement"] > best["argmax_agreement"]:
-                best = entry
-            if entry["argmax_agreement"] >= floor:
-                best = entry
-                break
-        if os.path.isdir(out_dir):
-            shutil.rmtree(out_dir)
-        shutil.copytree(best["path"], out_dir)
-    for e in tried:
-        e.pop("path")
-    return {"chosen": best["label"], "floor": floor, "candidates": tried}
+                floor=AGREEMENT_FLOOR, calib_mode="naive", batch_size=32, select="first"):
+    """:func:`~emotion_mx.deploy.quantize.search_int8` on an exported fp32 folder: the kept
+    INT8 candidate is written to ``out_dir`` (export layout).  ``select="first"`` (the default
+    here): the first candidate, fewest fp32 layers first, whose arg-max agreement with fp32 on
+    ``valid_inputs`` reaches ``floor``; ``"fastest"``: the fastest of those reaching it.
+    Returns ``{"chosen": label, "reason", "floor", "select", "candidates": [...]}``."""
+    sym, args, aux, names, sidecar = _fp32_folder(fp32_dir)
+    qsym, qargs, qaux, info = search_int8(sym, args, aux, names, calib_batches, valid_inputs, candidates=candidates,
+                                          floor=floor, select=select, calib_mode=calib_mode,
+                                          quantized_dtype=_quantized_dtype(sym), batch_size=batch_size)
+    _write_int8(out_dir, qsym, qargs, qaux, sidecar, info)
+    return info["search"]

@@ -10,7 +10,7 @@ import numpy as np
 from .. import artifacts as A
 from ..fileio import write_json
 from ..training.metrics import unweighted_accuracy
-from .quantize import quantize_symbol
+from .quantize import AGREEMENT_FLOOR, quantize_symbol, search_int8
 from .runtime import Runner, predict
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,15 @@ def summarize(report, out_dir):
     out["valid_ua"] = {"fp32": round(v["fp32"]["ua"], 4), "int8": round(v["int8"]["ua"], 4)}
     out["argmax_agreement"] = round(v["argmax_agreement"], 4)
     out["goals_met"] = {k: g["met"] for k, g in report["goals"].items()}
+    search = report.get("int8_search")
+    if search:
+        rows = []
+        for c in search["candidates"]:
+            row = c["label"] + (f": error {c['error']}" if "error" in c else f": agreement {c['argmax_agreement']:.3f}")
+            if "speedup_vs_fp32_fused" in c:
+                row += f", {c['speedup_vs_fp32_fused']:.2f}x fp32-fused at batch {report['int8_search_batch']}"
+            rows.append(row)
+        out["int8_layers"] = {"chosen": search["chosen"], "why": search["reason"], "candidates": rows}
     ort8 = report.get("onnxruntime_int8")
     if ort8 and "skipped" not in ort8:
         out["onnxruntime_int8"] = {"op_types": ort8["op_types"], "valid_ua": round(ort8["int8"]["ua"], 4),
@@ -109,8 +118,13 @@ def summarize(report, out_dir):
 
 
 def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batches=8, batch_size=32,
-                 exclude=(), fold=0, repeats=30, onnx=True):
+                 exclude=(), fold=0, repeats=30, onnx=True, search=True, floor=AGREEMENT_FLOOR):
     """Quantize a run's best parameters; write the INT8 model dir and quant_report.json.
+
+    ``search``: the layers kept fp32 are chosen by measurement (:func:`search_int8`: of the
+    candidate exclusion sets whose arg-max agreement with fp32 on the validation split reaches
+    ``floor``, the fastest at ``batch_size``); ``exclude`` is added to every candidate.  Without
+    it, one quantization with ``exclude`` only.
 
     ``onnx``: also an ORT INT8 ``model.onnx`` from the same calibration batches (exportable
     models), its accuracy in the report under ``onnxruntime_int8``, and ``runtime.json``
@@ -124,12 +138,18 @@ def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batche
     train_x, _ = load_split(run_dir, spec, data_dir, fold, "train")
     valid_x, valid_y = load_split(run_dir, spec, data_dir, fold, "valid")
     batches = calibration_batches(train_x, batch_size, calib_batches)
-    qsym, qargs, qaux, info = quantize_symbol(sym, args, aux, names, batches, calib_mode=calib_mode,
-                                              exclude=exclude)
+    if search:
+        qsym, qargs, qaux, info = search_int8(sym, args, aux, names, batches, valid_x, floor=floor, exclude=exclude,
+                                              calib_mode=calib_mode, batch_size=batch_size)
+    else:
+        qsym, qargs, qaux, info = quantize_symbol(sym, args, aux, names, batches, calib_mode=calib_mode,
+                                                  exclude=exclude)
     norm, vocab = A.run_export_inputs(run_dir)
     quant_meta = {k: info[k] for k in ("calib_mode", "calib_examples", "calib_batches",
                                        "quantized_dtype", "excluded", "excluded_ops")}
     quant_meta.update(split="train", fold=fold, data=os.path.abspath(data_dir))
+    if search:
+        quant_meta["chosen"] = info["search"]["chosen"]
     sidecar = A.make_sidecar(spec, batch_size=1, precision="int8", norm=norm, vocab_file=vocab,
                              extra={"source_run": os.path.abspath(run_dir), "quantization": quant_meta})
     A.write_exported(out_dir, qsym, qargs, qaux, sidecar, run_dir=run_dir)
@@ -140,6 +160,8 @@ def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batche
     int8_bytes = _size(os.path.join(out_dir, A.EXPORT_PARAMS))
     report = {"run": os.path.abspath(run_dir), "model": spec["name"], "modalities": spec["modalities"],
               "quantization": dict(quant_meta, ops=info["ops"]), "cpu": cpu_info()}
+    if search:
+        report["int8_search"], report["int8_search_batch"] = info["search"], batch_size
     report["params"] = {"fp32_bytes": fp32_bytes, "int8_bytes": int8_bytes, "ratio": int8_bytes / fp32_bytes}
     report.update(measure((sym, args, aux), (qsym, qargs, qaux), names, valid_x, valid_y,
                           spec["num_classes"], batch_sizes=(1, batch_size), repeats=repeats))

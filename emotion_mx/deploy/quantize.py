@@ -275,6 +275,25 @@ def op_census(sym):
     return out
 
 
+_QUANT_NODES = {"_contrib_quantize_v2": "quantize", "_contrib_quantize": "quantize",
+                "_contrib_requantize": "requantize", "_contrib_dequantize": "dequantize"}
+
+
+def int8_structure(qsym):
+    """``{"int8": [names], "fp32": [names], "quantize": n, "requantize": n, "dequantize": n}``:
+    the FullyConnected / Convolution / fused self-attention nodes by precision and the counts of
+    the conversion nodes left in the (backend-fused) INT8 graph."""
+    out = {"int8": [], "fp32": [], "quantize": 0, "requantize": 0, "dequantize": 0}
+    for n in graph_nodes(qsym):
+        if n["op"] in _QUANT_NODES:
+            out[_QUANT_NODES[n["op"]]] += 1
+        elif n["op"].startswith(("_sg_mkldnn_fully_connected", "_sg_mkldnn_conv", "_sg_mkldnn_selfatt", "FullyConnected",
+                                 "Convolution", "_contrib_quantized_fully_connected", "_contrib_quantized_conv")):
+            name = n["name"][len("quantized_"):] if n["name"].startswith("quantized_") else n["name"]
+            out["int8" if is_quantized(n) else "fp32"].append(name)
+    return out
+
+
 def quantized_members(sym):
     """{original op name: quantized?} for every op, looking inside fused oneDNN nodes."""
     out = {}
@@ -286,3 +305,168 @@ def quantized_members(sym):
             m = m[len("quantized_"):] if m.startswith("quantized_") else m
             out[m] = out.get(m, False) or q
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# exclusion sets chosen by measurement
+# --------------------------------------------------------------------------------------------
+# INT8 variants, fewest fp32 layers first.  What they are for, as measured on an AVX2 CPU
+# without VNNI (benchmarks/encoders.py and benchmarks/runtimes.py print every candidate):
+# INT8 residual adds and INT8 concatenations (a quantized concat of pooled mean and std) cost
+# most of the agreement on Whisper + an EmoDB head, then the head's Dense layers (their inputs
+# are standardised features with outliers); on the attention fusion models every quantized
+# Dense adds a quantize node in front of element-wise glue (LayerNorm, softmax, transposes),
+# so keeping the Dense layers fp32 and quantizing the convolutions only can be the fastest.
+KEEP_FP32_OPS = ("elemwise_add", "Concat")
+HEAD = ("head_", "*_head_*")                     # the classifier head (its layer-weighting GEMM)
+ATTENTION_IN = ("*_qkv_*", "*_query_*", "*_key_*", "*_value_*")
+DENSE_OPS = ("_sg_mkldnn_fully_connected",)     # every FullyConnected of the fused graph
+INT8_CANDIDATES = (
+    {"label": "everything oneDNN quantizes", "exclude": (), "excluded_ops": ()},
+    {"label": "all Dense/Conv INT8; residual adds and concat fp32", "exclude": (), "excluded_ops": KEEP_FP32_OPS},
+    {"label": "+ classifier head fp32", "exclude": HEAD, "excluded_ops": KEEP_FP32_OPS},
+    {"label": "+ attention input projections fp32", "exclude": HEAD + ATTENTION_IN, "excluded_ops": KEEP_FP32_OPS},
+    {"label": "+ attention input projections and FFN output fp32", "exclude": HEAD + ATTENTION_IN + ("*_ffn2_*",),
+     "excluded_ops": KEEP_FP32_OPS},
+    {"label": "convolutions only (every Dense fp32)", "exclude": (), "excluded_ops": KEEP_FP32_OPS + DENSE_OPS},
+)
+AGREEMENT_FLOOR = 0.97
+SELECT = ("fastest", "first")
+
+
+def _present(member_names, patterns):
+    """The patterns that match at least one op of the model (the others are dropped)."""
+    return tuple(p for p in patterns if any(_matches(n, p) for n in member_names))
+
+
+def search_int8(sym, arg_params, aux_params, names, calib_batches, valid_inputs, *, candidates=INT8_CANDIDATES,
+                floor=AGREEMENT_FLOOR, select="fastest", exclude=(), calib_mode="naive", quantized_dtype="int8",
+                batch_size=32, rounds=3, repeats=5, fallback_steps=16):
+    """Quantize with each candidate exclusion set and keep one, chosen by measurement.
+
+    1. per candidate (patterns matching no op of this model dropped; a set equal to an earlier
+       one skipped; ``exclude`` — the user's — added to every set): :func:`quantize_symbol`,
+       then the arg-max agreement with the fused fp32 graph on ``valid_inputs``;
+    1b. if none reaches ``floor``: per-layer sensitivity (each quantizable layer INT8 alone, the
+       mean |logit diff| it causes on ``valid_inputs``), then the most sensitive layers of the
+       most faithful candidate are kept fp32 one by one — at most ``fallback_steps`` — until the
+       floor is reached (the fallback tuning of Intel Neural Compressor, measured the same way);
+    2. ``select="fastest"``: the candidates reaching ``floor`` are timed at ``batch_size`` in
+       ``rounds`` interleaved rounds (the fused fp32 graph beside them) and the fastest median
+       is kept; ``select="first"``: the first candidate reaching ``floor`` is kept (no timing);
+    3. if none reaches ``floor``, the most faithful is kept — and said so in the result.
+
+    Returns ``(qsym, qargs, qaux, info)`` of the kept candidate; ``info["search"]`` has the
+    per-candidate table (agreement, max |logit diff|, structure, batch latency) and the reason.
+    """
+    from .runtime import predict
+    if select not in SELECT:
+        raise EmotionMXError(f"unknown INT8 selection '{select}'; choose from {', '.join(SELECT)}")
+    ref = predict(sym, arg_params, aux_params, names, valid_inputs, batch_size=batch_size, backend="fused")
+    fused = sym.get_backend_symbol("MKLDNN_QUANTIZE")
+    members = [m for n in graph_nodes(fused) if n["op"] != "null" for m in _members(n)]
+    fused_ops = {n["op"] for n in graph_nodes(fused)}
+    tried, built, seen = [], {}, set()
+    for cand in candidates:                                                   # 1. quantize, agree
+        pats = tuple(exclude) + _present(members, cand["exclude"])
+        ops = tuple(o for o in cand["excluded_ops"] if o in fused_ops)
+        if (pats, ops) in seen:
+            continue
+        seen.add((pats, ops))
+        entry = {"label": cand["label"], "exclude": list(pats), "excluded_ops": list(ops)}
+        tried.append(entry)
+        try:
+            q = quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mode=calib_mode,
+                                exclude=pats, excluded_ops=DEFAULT_EXCLUDED_OPS + ops, quantized_dtype=quantized_dtype)
+        except EmotionMXError as e:
+            entry["error"] = str(e)
+            continue
+        logits = predict(*q[:3], names, valid_inputs, batch_size=batch_size, backend="asis")
+        entry.update(argmax_agreement=float(np.mean(logits.argmax(1) == ref.argmax(1))),
+                     max_abs_logit_diff=float(np.abs(logits - ref).max()), structure=int8_structure(q[0]))
+        built[len(tried) - 1] = q
+        if select == "first" and entry["argmax_agreement"] >= floor:
+            break
+    if not built:
+        raise EmotionMXError("no INT8 candidate could be built: " + tried[-1].get("error", ""))
+    ok = [i for i in built if tried[i]["argmax_agreement"] >= floor]
+    if not ok and fallback_steps:                                   # 1b. measured per-layer fallback
+        base = max(built, key=lambda i: tried[i]["argmax_agreement"])
+        q, entry = _sensitive_fallback(sym, arg_params, aux_params, names, calib_batches, valid_inputs, ref,
+                                       tried[base], fused, floor, fallback_steps,
+                                       dict(calib_mode=calib_mode, quantized_dtype=quantized_dtype,
+                                            batch_size=batch_size))
+        if q is not None:
+            tried.append(entry)
+            built[len(tried) - 1] = q
+            ok = [i for i in built if tried[i]["argmax_agreement"] >= floor]
+    if select == "first" or len(ok) < 2:                                      # 2. keep one
+        keep = ok[0] if ok else max(built, key=lambda i: tried[i]["argmax_agreement"])
+        reason = "first to reach the agreement floor" if ok else "none reached the agreement floor: the most faithful"
+    else:
+        ms = _time_interleaved([(sym, arg_params, aux_params, "fused")] + [built[i][:3] + ("asis",) for i in ok],
+                               names, valid_inputs, batch_size, rounds, repeats)
+        for i, t in zip(ok, ms[1:]):
+            tried[i]["ms"] = t
+            tried[i]["speedup_vs_fp32_fused"] = ms[0] / t
+        keep = min(ok, key=lambda i: tried[i]["ms"])
+        reason = f"fastest at batch {batch_size} of the {len(ok)} reaching the agreement floor"
+    qsym, qargs, qaux, info = built[keep]
+    info["search"] = {"chosen": tried[keep]["label"], "reason": reason, "floor": floor, "select": select,
+                      "candidates": tried}
+    return qsym, qargs, qaux, info
+
+
+def _sensitive_fallback(sym, arg_params, aux_params, names, calib_batches, valid_inputs, ref, base, fused, floor,
+                        steps, kw):
+    """``(quantized, entry)`` of the base candidate with its most sensitive layers kept fp32
+    (see :func:`search_int8`, step 1b); ``(None, None)`` if no layer is left to try."""
+    from .runtime import predict
+
+    def run(exclude):
+        q = quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mode=kw["calib_mode"],
+                            exclude=exclude, excluded_ops=DEFAULT_EXCLUDED_OPS + tuple(base["excluded_ops"]),
+                            quantized_dtype=kw["quantized_dtype"])
+        return q, predict(*q[:3], names, valid_inputs, batch_size=kw["batch_size"], backend="asis")
+
+    # a quantizable layer is named by its first op (a fused Conv+BN+ReLU by the Conv's name):
+    # unique, unlike the fused node's own name, which is a prefix of others ("..._2", "..._20")
+    layers = [_members(n)[1] if len(_members(n)) > 1 else n["name"]
+              for n in graph_nodes(fused) if n["op"].startswith(FUSED_QUANTIZABLE)]
+    layers = [l for l in layers if not any(_matches(l, p) for p in base["exclude"])]
+    if not layers:
+        return None, None
+    sensitivity = {}
+    for layer in layers:                                    # each layer INT8 alone
+        _, logits = run(tuple(l for l in layers if l != layer) + tuple(base["exclude"]))
+        sensitivity[layer] = float(np.abs(logits - ref).mean())
+    order = sorted(layers, key=lambda l: -sensitivity[l])
+    exclude = list(base["exclude"])
+    for layer in order[:steps]:                             # the worst ones back to fp32
+        exclude.append(layer)
+        q, logits = run(tuple(exclude))
+        agreement = float(np.mean(logits.argmax(1) == ref.argmax(1)))
+        if agreement >= floor:
+            break
+    n = len(exclude) - len(base["exclude"])
+    entry = {"label": f"{base['label']} + its {n} most sensitive layers fp32 (measured)", "exclude": exclude,
+             "excluded_ops": list(base["excluded_ops"]), "argmax_agreement": agreement,
+             "max_abs_logit_diff": float(np.abs(logits - ref).max()), "structure": int8_structure(q[0]),
+             "sensitivity": {l: sensitivity[l] for l in order}}
+    return q, entry
+
+
+def _time_interleaved(graphs, names, inputs, batch_size, rounds, repeats):
+    """Median ms per forward of each (sym, args, aux, backend) at ``batch_size``, measured in
+    interleaved rounds so that a change of the machine's load hits every graph alike."""
+    from .runtime import Runner
+    n = len(inputs[names[0]])
+    rows = np.arange(batch_size) % n
+    batch = {k: inputs[k][rows] for k in names}
+    shapes = {k: v.shape for k, v in batch.items()}
+    runners = [Runner(s, a, x, shapes, backend=b) for s, a, x, b in graphs]
+    times = [[] for _ in runners]
+    for _ in range(rounds):
+        for r, t in zip(runners, times):
+            t.append(r.latency_ms(batch, repeats=repeats, warmup=2)["median_ms"])
+    return [float(np.median(t)) for t in times]
