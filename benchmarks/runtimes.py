@@ -3,8 +3,8 @@
     nice -n 10 .venv/bin/python benchmarks/runtimes.py \\
         --case "EmoDB CNN" work/emodb_run work/emodb --case "mid_tiny" RUN STORE [--rounds 5]
 
-Per case: ``quantize_run`` (MXNet INT8 + ORT QDQ INT8 from the same calibration batches of the
-training split, accuracy on the validation split) and ``export --onnx`` of the fp32 run into a
+Per case: ``quantize_run`` (MXNet INT8, its fp32 layers chosen by measurement, + ORT QDQ INT8
+from the same calibration batches of the training split, accuracy on the validation split) and ``export --onnx`` of the fp32 run into a
 temporary folder; then the four runtimes timed at batch 1 and 32 in interleaved rounds
 (:func:`emotion_mx.deploy.ort_runtime.compare_latency`).  Printed: median ms (min..max over
 rounds), speed-up vs MXNet fp32-fused (median and min..max of the per-round ratios), validation
@@ -105,7 +105,11 @@ def run_case(label, run_dir, data_dir, rounds, repeats, tmp, profile=False):
         ua, agree = acc[name]
         print(f"| {bs} | {name} | {ms} | {ratio}x | {ua:.3f} | {agree:.3f} |")
     cands = ", ".join(f"{c['op_types']}: {c['argmax_agreement']:.3f}" for c in o8["candidates"])
-    print(f"\nORT INT8 op sets tried (validation agreement): {cands}", flush=True)
+    print(f"\nORT INT8 op sets tried (validation agreement): {cands}")
+    search = report["summary"].get("int8_layers")
+    if search:
+        print(f"\nMXNet INT8 layers kept fp32, chosen by measurement ({search['why']}): **{search['chosen']}**; "
+              "tried: " + "; ".join(search["candidates"]), flush=True)
     if profile:
         print_profile(fp32_dir, int8_dir, 1)
 

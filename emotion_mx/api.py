@@ -183,7 +183,7 @@ class EmotionRecognizer:
         for name, value in (("start", start), ("end", end)):
             if value is not None and not isinstance(value, (int, float)):
                 raise InputError(name, f"expected seconds as a number, got {type(value).__name__}")
-        cfg = self._model.config
+        cfg = self._model.feature_config
         feats, timings = {}, {}
         for name, value in given.items():
             t0 = time.perf_counter()

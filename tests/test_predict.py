@@ -69,6 +69,26 @@ def test_all_modalities(model, media):
     assert p.modalities == ("audio", "text", "video")
 
 
+def test_prosody_is_computed_only_for_models_that_read_it(model, media):
+    """A store that kept prosody, a model that reads log-mel only: F0 tracking is skipped on the
+    predict path, and the probabilities are those of the full feature set."""
+    from emotion_mx.config import replace
+    from emotion_mx.inference.model import needed_features
+    pred = Predictor(model)
+    assert pred.model.settings.audio_feature == "logmel"
+    full = replace(pred.model.config, audio=replace(pred.model.config.audio, prosody=True))
+    assert needed_features(full, pred.model.settings).audio.prosody is False
+    pred.model.config = full
+    pred.model.feature_config = needed_features(full, pred.model.settings)
+    item, root = media_item(audio=media["speech"])
+    assert "prosody" not in pred.features(item, root) and "logmel" in pred.features(item, root)
+    assert "prosody" in extract_item(item, root, full)[0]
+    got = pred.predict_items([item], root=root)[0].probabilities
+    np.testing.assert_allclose(got, _predict(model, audio=media["speech"]).probabilities, atol=1e-6)
+    needs = replace(pred.model.settings, audio_feature="logmel+prosody")
+    assert needed_features(full, needs) is full
+
+
 def test_same_as_manual_assembly(model, media):
     """extract_item + assemble_inputs + the exported block by hand give the same numbers."""
     pred = Predictor(model)

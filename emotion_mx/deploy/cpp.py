@@ -80,7 +80,9 @@ def run(binary, model_dir, inputs, bench=0, threads=0, workdir=None, timeout=300
         proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
-            raise EmotionMXError(f"emotion_predict failed: {lines[-1] if lines else proc.stderr.strip()[-300:]}")
+            # the binary's own "error: ..." line, without its prefix: the CLI adds "error: " once
+            detail = lines[-1][len("error:"):].strip() if lines else proc.stderr.strip()[-300:]
+            raise EmotionMXError(f"emotion_predict failed: {detail}")
         return json.loads(proc.stdout)
     finally:
         if own:

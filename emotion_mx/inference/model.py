@@ -63,6 +63,15 @@ def check_compatible(cfg, settings, sidecar, model_dir):
         raise EmotionMXError(f"{where}: text is disabled in the preprocessing settings")
 
 
+def needed_features(cfg, settings):
+    """The preprocessing config restricted to what the model reads: the prosody track (F0
+    tracking, the costly part of the audio features) is not computed for a model whose audio
+    input does not use it (e.g. a Whisper-only model of a store that also kept prosody)."""
+    if cfg.audio.prosody and "prosody" not in settings.audio_feature.split("+"):
+        return replace(cfg, audio=replace(cfg.audio, prosody=False))
+    return cfg
+
+
 def _required_norm(norm, settings, modalities, model_dir):
     keys = []
     if "audio" in modalities:
@@ -105,6 +114,7 @@ class ExportedModel:
         self.precision = sc.get("precision", "fp32")
         self.config = preprocessing_config(sc, model_dir)
         check_compatible(self.config, self.settings, sc, model_dir)
+        self.feature_config = needed_features(self.config, self.settings)
         self.norm = sc.get("normalisation")
         _required_norm(self.norm, self.settings, self.modalities, model_dir)
         self.vocab = None

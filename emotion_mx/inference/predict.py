@@ -122,7 +122,7 @@ class Predictor:
     def features(self, item, root):
         """Feature dict of one item for :meth:`predict_features` (dataset-building preprocessing)."""
         from ..build import extract_item   # its text features import MXNet: lazy for ONNX Runtime serving
-        arrays, meta = extract_item(item, root, self.config)
+        arrays, meta = extract_item(item, root, self.model.feature_config)
         feats = dict(arrays)
         if "tokens" in meta:
             feats["tokens"] = meta["tokens"]
