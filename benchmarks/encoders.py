@@ -200,7 +200,8 @@ def run_encoder(name, args, tmp, out):
         lines.append(f"| {bs} | {label} | {ms} | {ratio}x | {q_ua:.3f} | {agree:.3f} |")
     lines.append("")
     lines.append("- MXNet INT8 candidates (validation agreement): " + "; ".join(
-        f"{c['label']}: {c['argmax_agreement']:.3f}" for c in chosen["candidates"]) + f" -> kept: {chosen['chosen']}")
+        f"{c['label']}: " + (f"{c['argmax_agreement']:.3f}" if "argmax_agreement" in c else f"skipped ({c['skipped']})")
+        for c in chosen["candidates"]) + f" -> kept: {chosen['chosen']}")
     c = next(c for c in chosen["candidates"] if c["label"] == chosen["chosen"])
     lines.append("- " + structure_line("MXNet INT8", c["structure"]))
     if "interleaved_structure" in chosen:

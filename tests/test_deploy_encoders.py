@@ -110,14 +110,16 @@ def test_choose_int8_tries_candidates_until_agreement(small_whisper_int8, tmp_pa
     valid = synthetic_inputs(A.read_sidecar(fp32), batch_size=6, seed=9)
     calib = [random_inputs(A.read_sidecar(fp32), batch_size=8, seed=1)]
     out = str(tmp_path / "chosen")
-    res = choose_int8(fp32, out, calib, valid, floor=1.01)       # unreachable: every candidate is tried
+    res = choose_int8(fp32, out, calib, valid, floor=1.01, fallback_steps=0)   # unreachable: all are tried
     labels = [c["label"] for c in res["candidates"]]
     assert labels == [c["label"] for c in INT8_CANDIDATES]
+    # Whisper's 1-D stem convolutions stay fp32: "convolutions only" would quantize nothing
+    assert res["candidates"][-1]["skipped"] == "no layer of this model runs INT8 with this set"
     assert res["candidates"][2]["exclude"] == ["head_"]           # patterns matching nothing dropped
     assert res["candidates"][3]["exclude"] == ["head_", "*_qkv_*"]   # MiniLM's names dropped for Whisper
     assert len(res["candidates"][3]["structure"]["fp32"]) == 2 + 2 + 2   # stem, head, qkv
     assert res["candidates"][0]["excluded_ops"] == [] and res["candidates"][1]["excluded_ops"] == list(KEEP_FP32_OPS)
-    best = max(res["candidates"], key=lambda c: c["argmax_agreement"])
+    best = max((c for c in res["candidates"] if "skipped" not in c), key=lambda c: c["argmax_agreement"])
     assert res["chosen"] == best["label"] and A.read_sidecar(out)["precision"] == "int8"
     res = choose_int8(fp32, out, calib, valid, floor=0.0)        # the first candidate is enough
     assert len(res["candidates"]) == 1

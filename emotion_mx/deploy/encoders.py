@@ -195,7 +195,7 @@ def fit_head(net, feats, labels, train_idx, valid_idx, seed=0):
 
 
 def choose_int8(fp32_dir, out_dir, calib_batches, valid_inputs, candidates=INT8_CANDIDATES,
-                floor=AGREEMENT_FLOOR, calib_mode="naive", batch_size=32, select="first"):
+                floor=AGREEMENT_FLOOR, calib_mode="naive", batch_size=32, select="first", fallback_steps=16):
     """:func:`~emotion_mx.deploy.quantize.search_int8` on an exported fp32 folder: the kept
     INT8 candidate is written to ``out_dir`` (export layout).  ``select="first"`` (the default
     here): the first candidate, fewest fp32 layers first, whose arg-max agreement with fp32 on
@@ -204,6 +204,7 @@ def choose_int8(fp32_dir, out_dir, calib_batches, valid_inputs, candidates=INT8_
     sym, args, aux, names, sidecar = _fp32_folder(fp32_dir)
     qsym, qargs, qaux, info = search_int8(sym, args, aux, names, calib_batches, valid_inputs, candidates=candidates,
                                           floor=floor, select=select, calib_mode=calib_mode,
-                                          quantized_dtype=_quantized_dtype(sym), batch_size=batch_size)
+                                          quantized_dtype=_quantized_dtype(sym), batch_size=batch_size,
+                                          fallback_steps=fallback_steps)
     _write_int8(out_dir, qsym, qargs, qaux, sidecar, info)
     return info["search"]

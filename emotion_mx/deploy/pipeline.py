@@ -104,7 +104,7 @@ def summarize(report, out_dir):
     if search:
         rows = []
         for c in search["candidates"]:
-            row = c["label"] + (f": error {c['error']}" if "error" in c else f": agreement {c['argmax_agreement']:.3f}")
+            row = c["label"] + (f": skipped, {c['skipped']}" if "skipped" in c else f": agreement {c['argmax_agreement']:.3f}")
             if "speedup_vs_fp32_fused" in c:
                 row += f", {c['speedup_vs_fp32_fused']:.2f}x fp32-fused at batch {report['int8_search_batch']}"
             rows.append(row)

@@ -379,16 +379,20 @@ def search_int8(sym, arg_params, aux_params, names, calib_batches, valid_inputs,
             q = quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mode=calib_mode,
                                 exclude=pats, excluded_ops=DEFAULT_EXCLUDED_OPS + ops, quantized_dtype=quantized_dtype)
         except EmotionMXError as e:
-            entry["error"] = str(e)
+            entry["skipped"] = str(e)
+            continue
+        entry["structure"] = int8_structure(q[0])
+        if not entry["structure"]["int8"]:    # e.g. "convolutions only" on Whisper: its 1-D stem stays fp32
+            entry["skipped"] = "no layer of this model runs INT8 with this set"
             continue
         logits = predict(*q[:3], names, valid_inputs, batch_size=batch_size, backend="asis")
         entry.update(argmax_agreement=float(np.mean(logits.argmax(1) == ref.argmax(1))),
-                     max_abs_logit_diff=float(np.abs(logits - ref).max()), structure=int8_structure(q[0]))
+                     max_abs_logit_diff=float(np.abs(logits - ref).max()))
         built[len(tried) - 1] = q
         if select == "first" and entry["argmax_agreement"] >= floor:
             break
     if not built:
-        raise EmotionMXError("no INT8 candidate could be built: " + tried[-1].get("error", ""))
+        raise EmotionMXError("no INT8 candidate could be built: " + tried[-1].get("skipped", ""))
     ok = [i for i in built if tried[i]["argmax_agreement"] >= floor]
     if not ok and fallback_steps:                                   # 1b. measured per-layer fallback
         base = max(built, key=lambda i: tried[i]["argmax_agreement"])

@@ -28,7 +28,8 @@ class _ConvBlock(HybridBlock):
             self.pool = nn.MaxPool2D(pool_size=2, strides=2, prefix="pool_")
 
     def hybrid_forward(self, F, x):
-        return self.pool(F.relu(self.bn(self.conv(x))))              # (B, C, T/2, F/2)
+        # Activation(relu), not F.relu: oneDNN fuses only the former into the convolution
+        return self.pool(F.Activation(self.bn(self.conv(x)), act_type="relu"))   # (B, C, T/2, F/2)
 
 
 class AudioCNN(HybridBlock):

@@ -56,7 +56,7 @@ class _XceptionBlock(HybridBlock):
             self.short_bn = nn.BatchNorm(epsilon=1e-3, in_channels=channels, prefix="short_bn_")
 
     def hybrid_forward(self, F, x):
-        h = F.relu(self.bn1(self.sep1(x)))                                     # (B, C, S, S)
+        h = F.Activation(self.bn1(self.sep1(x)), act_type="relu")              # (B, C, S, S): fused by oneDNN
         h = self.pool(self.bn2(self.sep2(h)))                                  # (B, C, S/2, S/2)
         return h + self.short_bn(self.short(x))
 
