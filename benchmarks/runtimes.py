@@ -97,7 +97,8 @@ def run_case(label, run_dir, data_dir, rounds, repeats, tmp, profile=False):
             rows.append((bs, name, _fmt(res[name]["rounds"]), _fmt(ratio)))
     acc = {"MXNet fp32-fused": (v["fp32"]["ua"], 1.0), "MXNet INT8": (v["int8"]["ua"], v["argmax_agreement"]),
            "ORT fp32": (v["fp32"]["ua"], 1.0), "ORT INT8": (o8["int8"]["ua"], o8["argmax_agreement"])}
-    print(f"\n### {label} ({report['model']}, {v['samples']} validation items; ORT INT8 ops: "
+    print(f"\n### {label} ({report['model']}, {v['samples']} validation items; MXNet INT8 params "
+          f"{report['params']['ratio']:.2f}x fp32; ORT INT8 ops: "
           f"{o8['op_types']}; ORT fp32 max |logit diff| vs MXNet {o8['fp32_ort_max_abs_logit_diff_vs_mxnet']:.1e})\n")
     print("| batch | runtime | ms | speed-up vs MXNet fp32-fused | valid UA | agreement with fp32 |")
     print("|---|---|---|---|---|---|")
