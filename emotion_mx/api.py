@@ -77,25 +77,29 @@ class EmotionRecognizer:
     """An exported model plus its preprocessing; thread-compatible, not thread-safe (one
     recognizer per thread, or serialise calls as ``emotion_mx.serve`` does)."""
 
-    def __init__(self, model_dir, batch_size=8, ctx=None):
+    def __init__(self, model_dir, batch_size=8, ctx=None, runtime="auto"):
         from .inference.predict import Predictor
         if not os.path.isdir(model_dir):
             raise EmotionMXError(f"model folder not found: {model_dir} (an export of tools/export.py "
                                  "or tools/quantize.py)")
         self.model_dir = model_dir
         self.batch_size = int(batch_size)
-        self._predictor = Predictor(model_dir, batch_size=1, ctx=ctx)
+        self._predictor = Predictor(model_dir, batch_size=1, ctx=ctx, runtime=runtime)
         self._model = self._predictor.model
+        # "mxnet" or "onnxruntime": auto = the faster one measured for this folder (runtime.json)
+        self.runtime, self.runtime_message = self._predictor.runtime, self._predictor.runtime_message
         self.labels = list(self._model.labels)
         self.modalities = tuple(self._model.modalities)
         self.precision = self._model.precision
         self.sidecar = self._model.sidecar
 
     @classmethod
-    def load(cls, model_dir, batch_size=8, ctx=None):
+    def load(cls, model_dir, batch_size=8, ctx=None, runtime="auto"):
         """Load an exported fp32 or INT8 model folder once; ``batch_size``: rows per forward pass
-        of :meth:`predict_batch` (every pass has this shape, so one cached graph serves all)."""
-        return cls(model_dir, batch_size=batch_size, ctx=ctx)
+        of :meth:`predict_batch` (every pass has this shape, so one cached graph serves all);
+        ``runtime``: ``"mxnet"``, ``"onnxruntime"`` (needs the folder's ``model.onnx``) or
+        ``"auto"``, the faster of the two as measured when ``model.onnx`` was written."""
+        return cls(model_dir, batch_size=batch_size, ctx=ctx, runtime=runtime)
 
     @property
     def input_arguments(self):
@@ -284,7 +288,7 @@ class EmotionRecognizer:
         """What a client needs to call the model: labels, modalities, inputs, precision."""
         sc = self.sidecar
         return {"labels": self.labels, "modalities": list(self.modalities),
-                "arguments": list(self.input_arguments), "precision": self.precision,
+                "arguments": list(self.input_arguments), "precision": self.precision, "runtime": self.runtime,
                 "inputs": sc["inputs"], "model": sc.get("model", {}).get("name"),
                 "source_run": sc.get("source_run")}
 

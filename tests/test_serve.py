@@ -113,6 +113,33 @@ def test_same_as_python_api(servers, models, media):
     assert r["modalities"] == ["audio", "text", "video"]
 
 
+def test_runtime_option_serves_through_onnxruntime(models, media, tmp_path):
+    """``--runtime onnxruntime``: the service runs the folder's model.onnx, says so in GET
+    /model, and answers what the Python API answers through MXNet."""
+    import shutil
+    from emotion_mx import EmotionRecognizer
+    from emotion_mx.deploy.onnx_export import export_onnx
+    from emotion_mx.errors import EmotionMXError
+    from emotion_mx.serve.settings import ServeSettings
+    d = str(tmp_path / "tri_onnx")
+    shutil.copytree(models["tri"], d)
+    export_onnx(d)
+    mx_rec = EmotionRecognizer.load(d, runtime="mxnet")
+    assert (mx_rec.runtime, EmotionRecognizer.load(d, runtime="onnxruntime").runtime) == ("mxnet", "onnxruntime")
+    want = mx_rec.predict(audio=media["wav"], text="so happy")
+    server = Server(["--model", d, "--runtime", "onnxruntime"], str(tmp_path / "ort.log"))
+    try:
+        server.wait_ready()
+        assert httpx.get(server.url + "/model").json()["primary"]["runtime"] == "onnxruntime"
+        r = httpx.post(server.url + "/predict", files={"audio": ("a.wav", read(media["wav"]))},
+                       data={"text": "so happy"}, timeout=60).json()
+        assert r["probabilities"] == pytest.approx(want.probabilities, abs=1e-4)
+    finally:
+        server.stop()
+    with pytest.raises(EmotionMXError, match="runtime 'tensorrt' is not one of"):
+        ServeSettings(model=d, runtime="tensorrt")
+
+
 def test_batch(servers, media):
     url = servers["main"]
     files = [("audio.0", ("a.wav", read(media["wav"]))), ("image.1", ("f.png", read(media["png"])))]

@@ -12,6 +12,8 @@ import os
 
 import click
 
+from ..deploy.ort_runtime import CHOICES as RUNTIME_CHOICES
+
 from emotion_mx.errors import EmotionMXError
 
 
@@ -29,7 +31,7 @@ from emotion_mx.errors import EmotionMXError
 @click.option("--root", type=click.Path(), help="Folder the manifest's media paths are relative to [manifest's folder].")
 @click.option("--out", type=click.Path(), help="With --manifest: write one JSON line per item here.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Items per forward pass (--manifest).")
-@click.option("--runtime", type=click.Choice(["auto", "mxnet", "onnxruntime"]), default="auto", show_default=True,
+@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True,
               help="auto: the faster one measured at export (runtime.json); printed on stderr.")
 @click.option("--skip-bad", is_flag=True, help="With --manifest: record unusable items as error rows instead of stopping.")
 def main(model_dir, audio, video, image, text, start, end, lang, as_json, manifest, root, out, batch_size, runtime,

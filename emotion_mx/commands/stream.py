@@ -17,6 +17,8 @@ import json
 
 import click
 
+from ..deploy.ort_runtime import CHOICES as RUNTIME_CHOICES
+
 from emotion_mx.errors import EmotionMXError
 
 @click.command()
@@ -45,7 +47,7 @@ from emotion_mx.errors import EmotionMXError
               help="Detect faces on every k-th new frame; a template tracker follows the face in between "
                    "(1: detect on every frame, as when the store was built).")
 @click.option("--max-seconds", type=click.FloatRange(min=0.0, min_open=True), help="Stop a live stream after this long.")
-@click.option("--runtime", type=click.Choice(["auto", "mxnet", "onnxruntime"]), default="auto", show_default=True,
+@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True,
               help="auto: the faster one measured at export (runtime.json); printed on stderr.")
 def main(model_dir, video, camera, mic, audio, transcript, out, window, hop, tolerance, ema, min_partial,
          realtime, latency_budget, face_detector, detect_every, max_seconds, runtime):

@@ -4,6 +4,8 @@ import os
 
 import click
 
+from ..deploy.ort_runtime import CHOICES as RUNTIME_CHOICES
+
 
 @click.command("serve")
 @click.option("--model", "model_dir", required=True, type=click.Path(), help="Exported model folder (fp32 or INT8).")
@@ -21,9 +23,11 @@ import click
 @click.option("--max-batch", default=32, show_default=True, type=click.IntRange(1), help="Items per /predict/batch request.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1), help="Rows per forward pass of a batch.")
 @click.option("--no-warmup", is_flag=True, help="Skip the warm-up prediction at start-up.")
+@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True,
+              help="auto: the faster one measured for each model folder (runtime.json); GET /model says which.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(model_dir, fallback, host, port, workers, use_ray, replicas, ray_address, timeout, retries, max_queue,
-          max_request_mb, max_batch, batch_size, no_warmup, log_level):
+          max_request_mb, max_batch, batch_size, no_warmup, runtime, log_level):
     """Serve an exported model over HTTP: POST /predict, /predict/batch; GET /health, /ready,
     /model, /metrics.  Fault injection for tests: EMOTION_MX_SERVE_FAULTS (see docs/serving.md)."""
     from . import require
@@ -35,7 +39,7 @@ def serve(model_dir, fallback, host, port, workers, use_ray, replicas, ray_addre
     settings = ServeSettings(model=os.path.abspath(model_dir), fallback=os.path.abspath(fallback) if fallback else None,
                              host=host, port=port, workers=workers, timeout=timeout, retries=retries,
                              max_queue=max_queue, max_request_bytes=int(max_request_mb * 1e6),
-                             max_batch=max_batch, batch_size=batch_size, warmup=not no_warmup)
+                             max_batch=max_batch, batch_size=batch_size, warmup=not no_warmup, runtime=runtime)
     if use_ray:
         if workers != 1:
             raise click.UsageError("--workers is for uvicorn; with --ray scale with --replicas")

@@ -103,10 +103,10 @@ class Faults:
 class Slot:
     """One loaded model and its inference thread."""
 
-    def __init__(self, role, model_dir, batch_size, faults=None):
+    def __init__(self, role, model_dir, batch_size, faults=None, runtime="auto"):
         from ..api import EmotionRecognizer
         self.role, self.model_dir = role, model_dir
-        self.rec = EmotionRecognizer.load(model_dir, batch_size=batch_size)
+        self.rec = EmotionRecognizer.load(model_dir, batch_size=batch_size, runtime=runtime)
         self.faults = faults
         self.executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"emx-{role}")
 
@@ -140,8 +140,9 @@ class Engine:
     def load(self):
         s = self.settings
         t0 = time.perf_counter()
-        primary = Slot("primary", s.model, s.batch_size, faults=self.faults if self.faults.active else None)
-        fallback = Slot("fallback", s.fallback, s.batch_size) if s.fallback else None
+        primary = Slot("primary", s.model, s.batch_size, faults=self.faults if self.faults.active else None,
+                       runtime=s.runtime)
+        fallback = Slot("fallback", s.fallback, s.batch_size, runtime=s.runtime) if s.fallback else None
         if s.warmup:
             for slot in filter(None, (primary, fallback)):
                 slot.rec.warm_up()

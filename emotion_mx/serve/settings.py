@@ -27,6 +27,13 @@ class ServeSettings:
     max_batch: int = 32                 # items per /predict/batch request
     batch_size: int = 8                 # rows per forward pass of a batch
     warmup: bool = True
+    runtime: str = "auto"               # mxnet | onnxruntime | auto (the faster one measured, runtime.json)
+
+    def __post_init__(self):
+        from ..deploy.ort_runtime import CHOICES
+        if self.runtime not in CHOICES:
+            from ..errors import EmotionMXError
+            raise EmotionMXError(f"runtime '{self.runtime}' is not one of {', '.join(CHOICES)}")
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self))
