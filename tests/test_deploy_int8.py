@@ -99,7 +99,10 @@ def test_search_int8_keeps_the_fastest_faithful_candidate(fp32):
     assert labels == [c["label"] for c in INT8_CANDIDATES if c["label"] in labels] and len(labels) >= 4
     timed = [c for c in s["candidates"] if "ms" in c]
     assert len(timed) == len(labels)                       # floor 0: every candidate is timed
-    assert s["chosen"] == min(timed, key=lambda c: c["ms"])["label"] and s["reason"].startswith("fastest")
+    from emotion_mx.deploy.quantize import TIE
+    fastest = min(c["ms"] for c in timed)
+    assert s["chosen"] == next(c["label"] for c in timed if c["ms"] <= fastest * (1 + TIE))
+    assert s["reason"].startswith("fastest")
     # "convolutions only": every Dense of mid_tiny stays fp32, its convolutions run INT8
     conv = next(c for c in s["candidates"] if c["label"].startswith("convolutions only"))
     assert conv["structure"]["int8"] and all("conv" in n for n in conv["structure"]["int8"])
