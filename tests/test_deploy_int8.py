@@ -162,7 +162,12 @@ def test_quantize_run_writes_model_and_report(fp32, tmp_path, monkeypatch):
     v = report["validation"]
     assert v["samples"] == 40 and 0 <= v["fp32"]["ua"] <= 1 and 0 <= v["int8"]["ua"] <= 1
     assert 0 <= v["argmax_agreement"] <= 1 and "ua_loss_points" in v
-    assert set(report["goals"]) == {"speedup_vs_fused_batch32", "params_ratio", "ua_loss_points"}
+    goals = report["goals"]
+    assert goals.pop("kind") == "multimodal fusion"            # mid_tiny: the fusion goals (issue 16)
+    assert {k: g["goal"] for k, g in goals.items()} == {"speedup_vs_fused_batch32": 1.5, "speedup_vs_fused_batch1": 1.2,
+                                                        "params_ratio": 0.3, "ua_loss_points": 1.0}
+    assert goals["speedup_vs_fused_batch32"]["value"] == report["latency_ms"]["batch16"]["speedup_int8_vs_fused"]
+    assert goals["params_ratio"]["met"] == (p["ratio"] <= 0.3)
     assert report["quantization"]["calib_mode"] == "entropy" and report["quantization"]["split"] == "train"
     # the layers kept fp32 were chosen by measurement, and the choice is recorded in both files
     search = report["int8_search"]

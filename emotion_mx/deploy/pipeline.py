@@ -73,20 +73,31 @@ def measure(fp32, int8, names, valid_inputs, valid_labels, num_classes, batch_si
     return report
 
 
-GOALS = {"speedup_vs_fused_batch32": 1.5, "params_ratio": 0.3, "ua_loss_points": 1.0}
+# INT8 goals against the fused fp32 graph (issue 16), by kind of model: a single encoder (a CNN,
+# Whisper, MiniLM) spends its time in convolutions and GEMMs, which INT8 speeds up; a fusion
+# model of several small encoders spends much of it in element-wise glue, which INT8 does not.
+GOALS = {
+    "single encoder": {"speedup_vs_fused_batch32": 2.0, "speedup_vs_fused_batch1": 1.5, "params_ratio": 0.3,
+                       "ua_loss_points": 1.0},
+    "multimodal fusion": {"speedup_vs_fused_batch32": 1.5, "speedup_vs_fused_batch1": 1.2, "params_ratio": 0.3,
+                          "ua_loss_points": 1.0},
+}
 
 
 def judge(report):
-    """Goal checks with plain-language notes on misses (written into the report)."""
-    b32 = report["latency_ms"].get("batch32", {})
-    checks = {
-        "speedup_vs_fused_batch32": (b32.get("speedup_int8_vs_fused"), lambda x: x >= 1.5),
-        "params_ratio": (report["params"]["ratio"], lambda x: x <= 0.3),
-        "ua_loss_points": (report["validation"]["ua_loss_points"], lambda x: x <= 1.0),
-    }
-    out = {}
-    for k, (value, ok) in checks.items():
-        out[k] = {"goal": GOALS[k], "value": value, "met": bool(value is not None and ok(value))}
+    """Goal checks (written into the report): ``{goal: {"goal", "value", "met"}}`` plus
+    ``"kind"``; the large-batch figure is the report's largest batch."""
+    kind = "multimodal fusion" if len(report["modalities"]) > 1 else "single encoder"
+    lat = report["latency_ms"]
+    large = max(lat, key=lambda k: int(k[len("batch"):]))
+    values = {"speedup_vs_fused_batch32": lat[large]["speedup_int8_vs_fused"],
+              "speedup_vs_fused_batch1": lat.get("batch1", {}).get("speedup_int8_vs_fused"),
+              "params_ratio": report["params"]["ratio"], "ua_loss_points": report["validation"]["ua_loss_points"]}
+    out = {"kind": kind}
+    for k, goal in GOALS[kind].items():
+        value = values[k]
+        met = value is not None and (value <= goal if k in ("params_ratio", "ua_loss_points") else value >= goal)
+        out[k] = {"goal": goal, "value": value, "met": bool(met)}
     return out
 
 
@@ -99,7 +110,8 @@ def summarize(report, out_dir):
     out["params_ratio"] = round(report["params"]["ratio"], 3)
     out["valid_ua"] = {"fp32": round(v["fp32"]["ua"], 4), "int8": round(v["int8"]["ua"], 4)}
     out["argmax_agreement"] = round(v["argmax_agreement"], 4)
-    out["goals_met"] = {k: g["met"] for k, g in report["goals"].items()}
+    out["goals_met"] = {k: g["met"] for k, g in report["goals"].items() if k != "kind"}
+    out["goals_met"]["kind"] = report["goals"]["kind"]
     search = report.get("int8_search")
     if search:
         rows = []
