@@ -407,7 +407,9 @@ def search_int8(sym, arg_params, aux_params, names, calib_batches, valid_inputs,
             ok = [i for i in built if tried[i]["argmax_agreement"] >= floor]
     if select == "first" or len(ok) < 2:                                      # 2. keep one
         keep = ok[0] if ok else max(built, key=lambda i: tried[i]["argmax_agreement"])
-        reason = "first to reach the agreement floor" if ok else "none reached the agreement floor: the most faithful"
+        reason = ("none reached the agreement floor: the most faithful" if not ok
+                  else "the only set reaching the agreement floor" if len(ok) == 1
+                  else "first to reach the agreement floor")
     else:
         ms = _time_interleaved([(sym, arg_params, aux_params, "fused")] + [built[i][:3] + ("asis",) for i in ok],
                                names, valid_inputs, batch_size, rounds, repeats)
