@@ -32,15 +32,18 @@ from ..provenance import write_command
               help="Choose the layers kept fp32 by measured agreement and speed (else only --exclude).")
 @click.option("--agreement-floor", default=AGREEMENT_FLOOR, show_default=True, type=click.FloatRange(0, 1),
               help="Least arg-max agreement with fp32 on the validation split for a candidate to be timed.")
+@click.option("--fallback-steps", default=16, show_default=True, type=click.IntRange(0),
+              help="With the search: at most this many most-sensitive layers go back to fp32 when no set reaches "
+                   "the floor (0: no per-layer fallback; it costs one calibration per layer).")
 @click.option("--fold", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--repeats", default=30, show_default=True, type=click.IntRange(3), help="Timed runs per latency figure.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for the INT8 model.")
-def main(run_dir, data_dir, calib_mode, calib_batches, batch_size, exclude, search, agreement_floor, fold, repeats,
-         out_dir):
+def main(run_dir, data_dir, calib_mode, calib_batches, batch_size, exclude, search, agreement_floor, fallback_steps,
+         fold, repeats, out_dir):
     from emotion_mx.deploy.pipeline import quantize_run
     report = quantize_run(run_dir, data_dir, out_dir, calib_mode=calib_mode, calib_batches=calib_batches,
                           batch_size=batch_size, exclude=exclude, fold=fold, repeats=repeats,
-                          search=search, floor=agreement_floor)
+                          search=search, floor=agreement_floor, fallback_steps=fallback_steps)
     write_command(out_dir)
     click.echo(json.dumps(report["summary"], indent=2))
 

@@ -130,7 +130,7 @@ def summarize(report, out_dir):
 
 
 def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batches=8, batch_size=32,
-                 exclude=(), fold=0, repeats=30, onnx=True, search=True, floor=AGREEMENT_FLOOR):
+                 exclude=(), fold=0, repeats=30, onnx=True, search=True, floor=AGREEMENT_FLOOR, fallback_steps=16):
     """Quantize a run's best parameters; write the INT8 model dir and quant_report.json.
 
     ``search``: the layers kept fp32 are chosen by measurement (:func:`search_int8`: of the
@@ -152,7 +152,8 @@ def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batche
     batches = calibration_batches(train_x, batch_size, calib_batches)
     if search:
         qsym, qargs, qaux, info = search_int8(sym, args, aux, names, batches, valid_x, floor=floor, exclude=exclude,
-                                              calib_mode=calib_mode, batch_size=batch_size)
+                                              calib_mode=calib_mode, batch_size=batch_size,
+                                              fallback_steps=fallback_steps)
     else:
         qsym, qargs, qaux, info = quantize_symbol(sym, args, aux, names, batches, calib_mode=calib_mode,
                                                   exclude=exclude)
