@@ -87,6 +87,13 @@ def test_prosody_is_computed_only_for_models_that_read_it(model, media):
     np.testing.assert_allclose(got, _predict(model, audio=media["speech"]).probabilities, atol=1e-6)
     needs = replace(pred.model.settings, audio_feature="logmel+prosody")
     assert needed_features(full, needs) is full
+    # the stream's windows read the same restricted config (one decision, stream.py passes it)
+    from emotion_mx.inference.sync import Window
+    from emotion_mx.inference.window import window_features
+    wave = tone_wave(1.0)
+    w = Window(0, 0.0, 1.0, False, wave, [], [], [], 1.0)
+    assert "prosody" not in window_features(w, "", pred.model.feature_config, ("audio",))[0]
+    assert "prosody" in window_features(w, "", full, ("audio",))[0]
 
 
 def test_same_as_manual_assembly(model, media):

@@ -150,7 +150,7 @@ class StreamRunner:
         wave = np.random.RandomState(0).normal(0, 0.1, int(seconds * sr)).astype(np.float32)
         images = [np.full((64, 64, 3), 128, np.uint8)] * self.predictor.config.face.num_frames
         w = Window(-1, 0.0, seconds, False, wave, images, [], [], 1.0)
-        feats, _ = window_features(w, "hello", self.predictor.config, self.modalities)
+        feats, _ = window_features(w, "hello", self.predictor.model.feature_config, self.modalities)
         self.predictor.predict_features([feats])
 
     def _level_window(self, w, level):
@@ -182,9 +182,9 @@ class StreamRunner:
         w = self._level_window(w, level)
         text = text_between(self.cues, w.start, w.end) if self.cues else ""
         costs = {}
-        feats, missing = window_features(w, text, self.predictor.config, self.modalities, self.face_cache,
-                                         self.executor, self.predictor.model.settings.audio_feature,
-                                         drop=self._drop(level), costs=costs, audio_cache=self.audio_cache)
+        feats, missing = window_features(w, text, self.predictor.model.feature_config, self.modalities,
+                                         self.face_cache, self.executor, drop=self._drop(level), costs=costs,
+                                         audio_cache=self.audio_cache)
         for m, c in costs.items():
             self.costs[m] = c if m not in self.costs else 0.7 * self.costs[m] + 0.3 * c
         t1 = self.clock()

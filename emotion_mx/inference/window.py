@@ -28,11 +28,12 @@ from ..features import audio as fa
 from ..features import face as ff
 
 
-def audio_features_from_wave(wave, audio_cfg, prosody=None, cache=None, start=None):
+def audio_features_from_wave(wave, audio_cfg, cache=None, start=None):
     """``{'logmel', 'mfcc'[, 'prosody']}`` of a mono float32 wave at ``audio_cfg.sample_rate``.
 
-    ``prosody=False`` skips the prosody track (F0 tracking is the costly part) when the model
-    does not use it; the other features do not depend on it.  ``cache`` (a
+    The prosody track (F0 tracking, the costly part) is computed only if ``audio_cfg.prosody``:
+    pass the model's ``feature_config.audio``, which has it off for models that do not read it.
+    ``cache`` (a
     :class:`HopAudioCache`) + ``start`` (the wave's first sample in the stream, seconds): only
     the frames of samples not seen in an earlier window are computed."""
     a = audio_cfg
@@ -46,7 +47,7 @@ def audio_features_from_wave(wave, audio_cfg, prosody=None, cache=None, start=No
     peak = float(np.max(np.abs(wave)))
     if peak < fa.SILENCE_PEAK:
         raise BadItem(f"audio is silent (peak {peak:.1e} < {fa.SILENCE_PEAK:.0e})")
-    prosody = a.prosody if prosody is None else (a.prosody and prosody)
+    prosody = a.prosody
     # Whisper's log-mel floors at the window's own maximum: computed on the window, never cached
     extra = fa.whisper_features(wave, a.sample_rate) if a.whisper else {}
     if cache is None or start is None:
@@ -316,7 +317,7 @@ def _timed(costs, name, fn, *args):
             costs[name] = time.perf_counter() - t0
 
 
-def window_features(window, text, cfg, modalities, face_cache=None, executor=None, audio_feature=None,
+def window_features(window, text, cfg, modalities, face_cache=None, executor=None,
                     drop=None, costs=None, audio_cache=None):
     """``(features, missing)`` of a :class:`~.sync.Window` plus its subtitle text.
 
@@ -324,23 +325,22 @@ def window_features(window, text, cfg, modalities, face_cache=None, executor=Non
     for each model modality the window cannot supply (it is then masked, never an error).
     ``executor`` (a thread pool): audio features are computed there while the faces are
     cropped here (both release the GIL in numpy/OpenCV); ``face_cache``: a :class:`FaceCache`;
-    ``audio_feature`` (e.g. ``'logmel+prosody'``): the model's audio features (prosody is only
-    computed if listed); ``drop``: {modality: reason} left out on purpose (load-adaptive
+    ``cfg``: the model's ``feature_config`` (what it reads: no prosody for a model without it);
+    ``drop``: {modality: reason} left out on purpose (load-adaptive
     quality; reported as missing); ``costs``: a dict that receives the seconds each modality's
     features took; ``audio_cache``: a :class:`HopAudioCache` (audio frames computed once per hop).
     """
     feats, missing = {}, dict(drop or {})
     modalities = [m for m in modalities if m not in missing]
     audio = None
-    prosody = None if audio_feature is None else "prosody" in audio_feature.split("+")
     if "audio" in modalities:
         if window.wave is None:
             missing["audio"] = "no audio in the window"
         elif executor is not None:
-            audio = executor.submit(_timed, costs, "audio", audio_features_from_wave, window.wave, cfg.audio, prosody,
+            audio = executor.submit(_timed, costs, "audio", audio_features_from_wave, window.wave, cfg.audio,
                                     audio_cache, window.start)
         else:
-            audio = _Done(_timed, costs, "audio", audio_features_from_wave, window.wave, cfg.audio, prosody,
+            audio = _Done(_timed, costs, "audio", audio_features_from_wave, window.wave, cfg.audio,
                           audio_cache, window.start)
     if "video" in modalities:
         if window.images:
