@@ -187,6 +187,28 @@ def test_amp_cli_bfloat16_on_avx512_or_one_message(store, tmp_path):
         assert precision == "float32" and p.stdout.count("--amp:") == 1
 
 
+def test_resumed_warm_start_keeps_the_trained_encoder(store, tmp_path):
+    """A warm-started run resumed after epoch 1 ends where the uninterrupted run ends: the
+    checkpoint's trained encoder is kept, not replaced by the source run's again."""
+    from emotion_mx.training import train
+    src = str(tmp_path / "audio")
+    train(_tiny_cfg(data={"modalities": ["audio"], "max_audio_frames": 200}, epochs=1), store, src, fold=0, **QUIET)
+    cfg = _tiny_cfg(init={"encoders": {"audio": src}, "encoder_lr_mult": 1.0}, epochs=2)
+    straight = train(cfg, store, str(tmp_path / "a"), fold=0, **QUIET)
+
+    def kill_after_epoch_1(msg):
+        if msg.startswith("epoch 1:"):
+            raise _Killed()
+    with pytest.raises(_Killed):
+        train(cfg, store, str(tmp_path / "b"), fold=0, progress=False, echo=kill_after_epoch_1)
+    resumed = train(cfg, store, str(tmp_path / "b"), fold=0, resume=True, **QUIET)
+    pa, pb = _params(straight.net), _params(resumed.net)
+    enc = [k for k in pa if "audio_enc" in k]
+    assert enc and pa.keys() == pb.keys()
+    for k in pa:
+        np.testing.assert_allclose(pb[k], pa[k], atol=1e-5, err_msg=k)
+
+
 def test_warm_start_copies_encoders_of_the_same_fold_only(store, tmp_path):
     """init.encoders: the audio encoder of a fold-0 audio-only run is copied into a tri-modal
     run (lr_mult 0 keeps it bit-identical); a fold-1 source or another encoder size is refused."""

@@ -351,7 +351,8 @@ class Trainer:
             self.loss_fn.hybridize(static_alloc=True)
         materialize(net, train, self.names, contexts)
         if self.warm_start is not None:
-            apply_warm_start(net, *self.warm_start)
+            # resumed: the checkpoint loaded above holds the trained encoder; keep its lr_mult only
+            apply_warm_start(net, *self.warm_start, copy=self.resume_stem is None)
         opt_name, opt_params = make_optimizer(cfg.optim)
         # dist: the Trainer stays local (kvstore=None) and GradientSync all-reduces over the workers
         # (Trainer's own dist path reduces in place with pushpull, which raced in MXNet 1.9.1)

@@ -76,9 +76,10 @@ def resolve_warm_start(init_cfg, *, fold, seed, store_path, spec):
     return arrays, sources
 
 
-def apply_warm_start(net, arrays, lr_mult=1.0):
+def apply_warm_start(net, arrays, lr_mult=1.0, copy=True):
     """Copy ``arrays`` into the (initialised, shape-known) ``net`` by structural name and set
-    their ``lr_mult``.  Every array must find its parameter with the same shape."""
+    their ``lr_mult``.  Every array must find its parameter with the same shape.  ``copy=False``
+    (a resumed run: its checkpoint already holds the trained values) sets ``lr_mult`` only."""
     params = net._collect_params_with_prefix()
     for name, value in sorted(arrays.items()):
         p = params.get(name)
@@ -88,6 +89,7 @@ def apply_warm_start(net, arrays, lr_mult=1.0):
         if tuple(p.shape) != tuple(value.shape):
             raise EmotionMXError(f"warm start: {name} has shape {tuple(value.shape)} in the source run "
                                  f"and {tuple(p.shape)} here; use the same encoder hyper-parameters")
-        p.set_data(value.astype(p.dtype))
+        if copy:
+            p.set_data(value.astype(p.dtype))
         p.lr_mult = lr_mult
     return len(arrays)
