@@ -127,10 +127,12 @@ def test_runtime_option_serves_through_onnxruntime(models, media, tmp_path):
     mx_rec = EmotionRecognizer.load(d, runtime="mxnet")
     assert (mx_rec.runtime, EmotionRecognizer.load(d, runtime="onnxruntime").runtime) == ("mxnet", "onnxruntime")
     want = mx_rec.predict(audio=media["wav"], text="so happy")
-    server = Server(["--model", d, "--runtime", "onnxruntime"], str(tmp_path / "ort.log"))
+    # the fallback has no model.onnx: it takes its own fastest runtime instead of failing the start
+    server = Server(["--model", d, "--runtime", "onnxruntime", "--fallback", models["audio"]], str(tmp_path / "ort.log"))
     try:
         server.wait_ready()
-        assert httpx.get(server.url + "/model").json()["primary"]["runtime"] == "onnxruntime"
+        info = httpx.get(server.url + "/model").json()
+        assert (info["primary"]["runtime"], info["fallback"]["runtime"]) == ("onnxruntime", "mxnet")
         r = httpx.post(server.url + "/predict", files={"audio": ("a.wav", read(media["wav"]))},
                        data={"text": "so happy"}, timeout=60).json()
         assert r["probabilities"] == pytest.approx(want.probabilities, abs=1e-4)

@@ -21,8 +21,8 @@ import numpy as np
 from .. import artifacts as A
 from ..contract import input_shapes
 from ..errors import EmotionMXError
-from .quantize import (AGREEMENT_FLOOR, DEFAULT_EXCLUDED_OPS, INT8_CANDIDATES, KEEP_FP32_OPS, graph_nodes,
-                       int8_structure, quantize_symbol, search_int8)
+from .quantize import (AGREEMENT_FLOOR, DEFAULT_EXCLUDED_OPS, INT8_CANDIDATES, KEEP_FP32_OPS,  # noqa: F401 (re-exported)
+                       int8_structure, quantize_symbol, search_int8, sidecar_record)
 
 __all__ = ["encoder_classifier", "real_inputs", "group_split", "quantize_exported", "int8_structure", "choose_int8",
            "pooled_features", "fit_head", "LENGTHS"]
@@ -136,31 +136,19 @@ def _fp32_folder(fp32_dir):
     return sym, args, aux, [i["name"] for i in sidecar["inputs"]], sidecar
 
 
-def _quantized_dtype(sym):
-    """``"auto"`` (uint8 where the calibrated range is non-negative) for graphs with interleaved
-    self-attention ops, whose oneDNN INT8 value op takes the softmax probabilities as uint8
-    only; ``"int8"`` otherwise."""
-    selfatt = any(n["op"].startswith("_contrib_interleaved_matmul_selfatt") for n in graph_nodes(sym))
-    return "auto" if selfatt else "int8"
-
-
 def _write_int8(out_dir, qsym, qargs, qaux, sidecar, info):
-    meta = {k: info[k] for k in ("calib_mode", "calib_examples", "calib_batches", "quantized_dtype",
-                                 "excluded", "excluded_ops")}
-    if "search" in info:
-        meta["chosen"] = info["search"]["chosen"]
-    A.write_exported(out_dir, qsym, qargs, qaux, dict(sidecar, precision="int8", quantization=meta))
+    A.write_exported(out_dir, qsym, qargs, qaux, dict(sidecar, precision="int8", quantization=sidecar_record(info)))
 
 
 def quantize_exported(fp32_dir, out_dir, calib_batches, calib_mode="naive", exclude=(), excluded_ops=(),
                       quantized_dtype=None):
     """Write an INT8 exported folder for the exported fp32 folder ``fp32_dir``; returns the
     quantization info of :func:`quantize_symbol` plus :func:`int8_structure`.
-    ``quantized_dtype`` None: :func:`_quantized_dtype` of the graph."""
+    ``quantized_dtype`` None: :func:`~emotion_mx.deploy.quantize.default_dtype` of the graph."""
     sym, args, aux, names, sidecar = _fp32_folder(fp32_dir)
     qsym, qargs, qaux, info = quantize_symbol(sym, args, aux, names, calib_batches, calib_mode=calib_mode,
                                               exclude=exclude, excluded_ops=DEFAULT_EXCLUDED_OPS + tuple(excluded_ops),
-                                              quantized_dtype=quantized_dtype or _quantized_dtype(sym))
+                                              quantized_dtype=quantized_dtype)
     _write_int8(out_dir, qsym, qargs, qaux, sidecar, info)
     info["structure"] = int8_structure(qsym)
     return info
@@ -204,7 +192,7 @@ def choose_int8(fp32_dir, out_dir, calib_batches, valid_inputs, candidates=INT8_
     sym, args, aux, names, sidecar = _fp32_folder(fp32_dir)
     qsym, qargs, qaux, info = search_int8(sym, args, aux, names, calib_batches, valid_inputs, candidates=candidates,
                                           floor=floor, select=select, calib_mode=calib_mode,
-                                          quantized_dtype=_quantized_dtype(sym), batch_size=batch_size,
+                                          batch_size=batch_size,
                                           fallback_steps=fallback_steps)
     _write_int8(out_dir, qsym, qargs, qaux, sidecar, info)
     return info["search"]

@@ -10,7 +10,7 @@ import numpy as np
 from .. import artifacts as A
 from ..fileio import write_json
 from ..training.metrics import unweighted_accuracy
-from .quantize import AGREEMENT_FLOOR, quantize_symbol, search_int8
+from .quantize import AGREEMENT_FLOOR, quantize_symbol, search_int8, sidecar_record
 from .runtime import Runner, predict
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,9 @@ def summarize(report, out_dir):
             rows.append(row)
         out["int8_layers"] = {"chosen": search["chosen"], "why": search["reason"], "candidates": rows}
     ort8 = report.get("onnxruntime_int8")
-    if ort8 and "skipped" not in ort8:
+    if ort8 and "skipped" in ort8:     # said, not hidden: the MXNet INT8 model above still stands
+        out["onnxruntime_int8"] = "skipped: " + ort8["skipped"]
+    elif ort8:
         out["onnxruntime_int8"] = {"op_types": ort8["op_types"], "valid_ua": round(ort8["int8"]["ua"], 4),
                                    "argmax_agreement": round(ort8["argmax_agreement"], 4)}
         out["runtime"] = f"{report['runtime']['choice']} ({report['runtime']['speedup']:.2f}x faster, measured here)"
@@ -158,11 +160,7 @@ def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batche
         qsym, qargs, qaux, info = quantize_symbol(sym, args, aux, names, batches, calib_mode=calib_mode,
                                                   exclude=exclude)
     norm, vocab = A.run_export_inputs(run_dir)
-    quant_meta = {k: info[k] for k in ("calib_mode", "calib_examples", "calib_batches",
-                                       "quantized_dtype", "excluded", "excluded_ops")}
-    quant_meta.update(split="train", fold=fold, data=os.path.abspath(data_dir))
-    if search:
-        quant_meta["chosen"] = info["search"]["chosen"]
+    quant_meta = dict(sidecar_record(info), split="train", fold=fold, data=os.path.abspath(data_dir))
     sidecar = A.make_sidecar(spec, batch_size=1, precision="int8", norm=norm, vocab_file=vocab,
                              extra={"source_run": os.path.abspath(run_dir), "quantization": quant_meta})
     A.write_exported(out_dir, qsym, qargs, qaux, sidecar, run_dir=run_dir)

@@ -197,12 +197,21 @@ class _Calibrator:
         return count
 
 
+def default_dtype(sym):
+    """``"auto"`` (uint8 where the calibrated range is non-negative) for graphs with interleaved
+    self-attention ops, whose oneDNN INT8 value op takes the softmax probabilities as uint8
+    only; ``"int8"`` otherwise."""
+    selfatt = any(n["op"].startswith("_contrib_interleaved_matmul_selfatt") for n in graph_nodes(sym))
+    return "auto" if selfatt else "int8"
+
+
 def quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mode="naive",
-                    exclude=(), excluded_ops=DEFAULT_EXCLUDED_OPS, quantized_dtype="int8",
+                    exclude=(), excluded_ops=DEFAULT_EXCLUDED_OPS, quantized_dtype=None,
                     max_rounds=20):
     """INT8 symbol and params for an fp32 graph with named inputs.
 
-    ``calib_batches``: a sequence of dicts name → float32 array (training split).
+    ``calib_batches``: a sequence of dicts name → float32 array (training split);
+    ``quantized_dtype`` None: :func:`default_dtype` of the graph.
     Returns ``(qsym, qarg_params, qaux_params, info)``; ``info`` has ``excluded``
     ({fused node: reason}), ``calib_examples`` and the operator census of the result.
     """
@@ -210,6 +219,7 @@ def quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mod
     from mxnet.contrib.quantization import calib_graph, quantize_graph
     if calib_mode not in CALIB_MODES:
         raise EmotionMXError(f"unknown calibration mode '{calib_mode}'; choose from {', '.join(CALIB_MODES)}")
+    quantized_dtype = quantized_dtype or default_dtype(sym)
     calib_batches = list(calib_batches)
     if not calib_batches:
         raise EmotionMXError("no calibration batches (the training split is empty?)")
@@ -255,6 +265,16 @@ def quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mod
             "quantized_dtype": quantized_dtype, "excluded": excluded,
             "excluded_ops": list(excluded_ops), "ops": op_census(qsym)}
     return qsym, qargs, qaux, info
+
+
+def sidecar_record(info):
+    """What ``model.json`` → ``quantization`` records of a :func:`quantize_symbol` /
+    :func:`search_int8` result (the one list of those keys)."""
+    out = {k: info[k] for k in ("calib_mode", "calib_examples", "calib_batches", "quantized_dtype",
+                                "excluded", "excluded_ops")}
+    if "search" in info:
+        out["chosen"] = info["search"]["chosen"]
+    return out
 
 
 def is_quantized(node):
@@ -341,7 +361,7 @@ def _present(member_names, patterns):
 
 
 def search_int8(sym, arg_params, aux_params, names, calib_batches, valid_inputs, *, candidates=INT8_CANDIDATES,
-                floor=AGREEMENT_FLOOR, select="fastest", exclude=(), calib_mode="naive", quantized_dtype="int8",
+                floor=AGREEMENT_FLOOR, select="fastest", exclude=(), calib_mode="naive", quantized_dtype=None,
                 batch_size=32, rounds=3, repeats=5, fallback_steps=16):
     """Quantize with each candidate exclusion set and keep one, chosen by measurement.
 
@@ -443,7 +463,8 @@ def _sensitive_fallback(sym, arg_params, aux_params, names, calib_batches, valid
     # a quantizable layer is named by its first op (a fused Conv+BN+ReLU by the Conv's name):
     # unique, unlike the fused node's own name, which is a prefix of others ("..._2", "..._20")
     layers = [_members(n)[1] if len(_members(n)) > 1 else n["name"]
-              for n in graph_nodes(fused) if n["op"].startswith(FUSED_QUANTIZABLE)]
+              for n in graph_nodes(fused)
+              if n["op"].startswith(FUSED_QUANTIZABLE) and n["op"] not in base["excluded_ops"]]
     layers = [l for l in layers if not any(_matches(l, p) for p in base["exclude"])]
     if not layers:
         return None, None
@@ -469,15 +490,13 @@ def _sensitive_fallback(sym, arg_params, aux_params, names, calib_batches, valid
 
 def _time_interleaved(graphs, names, inputs, batch_size, rounds, repeats):
     """Median ms per forward of each (sym, args, aux, backend) at ``batch_size``, measured in
-    interleaved rounds so that a change of the machine's load hits every graph alike."""
+    interleaved rounds (:func:`~.ort_runtime.compare_latency`) so that a change of the
+    machine's load hits every graph alike."""
+    from .ort_runtime import compare_latency
     from .runtime import Runner
-    n = len(inputs[names[0]])
-    rows = np.arange(batch_size) % n
+    rows = np.arange(batch_size) % len(inputs[names[0]])
     batch = {k: inputs[k][rows] for k in names}
     shapes = {k: v.shape for k, v in batch.items()}
-    runners = [Runner(s, a, x, shapes, backend=b) for s, a, x, b in graphs]
-    times = [[] for _ in runners]
-    for _ in range(rounds):
-        for r, t in zip(runners, times):
-            t.append(r.latency_ms(batch, repeats=repeats, warmup=2)["median_ms"])
-    return [float(np.median(t)) for t in times]
+    runners = {i: Runner(s, a, x, shapes, backend=b) for i, (s, a, x, b) in enumerate(graphs)}
+    res = compare_latency(runners, batch, rounds=rounds, repeats=repeats, warmup=2)
+    return [res[i]["median_ms"] for i in range(len(graphs))]

@@ -142,7 +142,8 @@ class Engine:
         t0 = time.perf_counter()
         primary = Slot("primary", s.model, s.batch_size, faults=self.faults if self.faults.active else None,
                        runtime=s.runtime)
-        fallback = Slot("fallback", s.fallback, s.batch_size, runtime=s.runtime) if s.fallback else None
+        # the fallback (often an INT8 or audio-only folder without model.onnx) takes its own fastest
+        fallback = Slot("fallback", s.fallback, s.batch_size, runtime="auto") if s.fallback else None
         if s.warmup:
             for slot in filter(None, (primary, fallback)):
                 slot.rec.warm_up()
