@@ -76,18 +76,21 @@ def test_prosody_is_computed_only_for_models_that_read_it(model, media):
     from emotion_mx.inference.model import needed_features
     pred = Predictor(model)
     assert pred.model.settings.audio_feature == "logmel"
-    full = replace(pred.model.config, audio=replace(pred.model.config.audio, prosody=True))
+    full = replace(pred.model.config, audio=replace(pred.model.config.audio, prosody=True, whisper=True))
     assert needed_features(full, pred.model.settings).audio.prosody is False
+    assert needed_features(full, pred.model.settings).audio.whisper is False
     pred.model.config = full
     pred.model.feature_config = needed_features(full, pred.model.settings)
     item, root = media_item(audio=media["speech"])
-    assert "prosody" not in pred.features(item, root) and "logmel" in pred.features(item, root)
-    assert "prosody" in extract_item(item, root, full)[0]
+    assert {"prosody", "whisper_logmel"}.isdisjoint(pred.features(item, root)) and "logmel" in pred.features(item, root)
+    assert {"prosody", "whisper_logmel"} <= set(extract_item(item, root, full)[0])
     got = pred.predict_items([item], root=root)[0].probabilities
     every = dict(extract_item(item, root, full)[0])                 # log-mel, MFCC and prosody
     np.testing.assert_allclose(got, pred.predict_features([every])[0], atol=1e-6)
     needs = replace(pred.model.settings, audio_feature="logmel+prosody")
-    assert needed_features(full, needs) is full
+    kept = needed_features(full, needs)
+    assert (kept.audio.prosody, kept.audio.whisper) == (True, False)
+    assert needed_features(kept, needs) is kept                      # nothing left to drop
     # the stream's windows read the same restricted config (one decision, stream.py passes it)
     from emotion_mx.inference.sync import Window
     from emotion_mx.inference.window import window_features

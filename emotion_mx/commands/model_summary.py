@@ -36,7 +36,7 @@ def main(num_classes, audio_dim, audio_frames, vocab_size, max_tokens, num_frame
         rows = []
         for name in names:
             _, fixed, hp = model_info(name)          # an unknown name: one error line
-            family = PRESETS[name][0]
+            family = PRESETS[name][0] if name in PRESETS else "registered"   # register_model: no family
             # a pretrained encoder fixes its own input sizes (80 Whisper mel bins, 64 px faces)
             sizes = model_input_sizes(name)
             kw = {k: sizes.get(k, v) for k, v in feats.items() if k in valid_kwargs(name)}

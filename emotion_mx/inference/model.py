@@ -65,11 +65,13 @@ def check_compatible(cfg, settings, sidecar, model_dir):
 
 def needed_features(cfg, settings):
     """The preprocessing config restricted to what the model reads: the prosody track (F0
-    tracking, the costly part of the audio features) is not computed for a model whose audio
-    input does not use it (e.g. a Whisper-only model of a store that also kept prosody)."""
-    if cfg.audio.prosody and "prosody" not in settings.audio_feature.split("+"):
-        return replace(cfg, audio=replace(cfg.audio, prosody=False))
-    return cfg
+    tracking, the costly part of the audio features) and Whisper's own log-mel are not
+    computed for a model whose audio input does not use them (e.g. a log-mel model of a store
+    that also kept prosody and Whisper's log-mel)."""
+    parts = settings.audio_feature.split("+")
+    drop = {k: False for k, part in (("prosody", "prosody"), ("whisper", "whisper_logmel"))
+            if getattr(cfg.audio, k) and part not in parts}
+    return replace(cfg, audio=replace(cfg.audio, **drop)) if drop else cfg
 
 
 def _required_norm(norm, settings, modalities, model_dir):
