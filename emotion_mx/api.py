@@ -40,6 +40,7 @@ from .errors import BadItem, EmotionMXError
 __all__ = ["EmotionRecognizer", "EmotionResult", "InputError", "INPUT_ARGUMENTS"]
 
 INPUT_ARGUMENTS = ("audio", "text", "image", "video")
+ZOO_PREFIX = "zoo:"                     # load("zoo:speech"): a ready model of emotion_mx.zoo
 # argument → model modality it feeds (image and video both feed the face input)
 ARGUMENT_MODALITY = {"audio": "audio", "text": "text", "image": "video", "video": "video"}
 
@@ -79,6 +80,7 @@ class EmotionRecognizer:
 
     def __init__(self, model_dir, batch_size=8, ctx=None, runtime="auto"):
         from .inference.predict import Predictor
+        model_dir = resolve_model(model_dir)
         if not os.path.isdir(model_dir):
             raise EmotionMXError(f"model folder not found: {model_dir} (an export of tools/export.py "
                                  "or tools/quantize.py)")
@@ -98,8 +100,16 @@ class EmotionRecognizer:
         """Load an exported fp32 or INT8 model folder once; ``batch_size``: rows per forward pass
         of :meth:`predict_batch` (every pass has this shape, so one cached graph serves all);
         ``runtime``: ``"mxnet"``, ``"onnxruntime"`` (needs the folder's ``model.onnx``) or
-        ``"auto"``, the faster of the two as measured when ``model.onnx`` was written."""
+        ``"auto"``, the faster of the two as measured when ``model.onnx`` was written.
+        ``"zoo:NAME"`` loads the ready model NAME of the model zoo (:meth:`pretrained`)."""
         return cls(model_dir, batch_size=batch_size, ctx=ctx, runtime=runtime)
+
+    @classmethod
+    def pretrained(cls, name="multimodal", batch_size=8, ctx=None, runtime="auto"):
+        """A ready, trained model of the zoo (``emotion-mx zoo list``): ``speech``, ``text``,
+        ``face`` or ``multimodal``.  Its full graph is assembled once from the installed weight
+        packages and the heads shipped in the package, then cached (``$EMOTION_MX_CACHE``)."""
+        return cls.load(f"{ZOO_PREFIX}{name}", batch_size=batch_size, ctx=ctx, runtime=runtime)
 
     @property
     def input_arguments(self):
@@ -291,6 +301,14 @@ class EmotionRecognizer:
                 "arguments": list(self.input_arguments), "precision": self.precision, "runtime": self.runtime,
                 "inputs": sc["inputs"], "model": sc.get("model", {}).get("name"),
                 "source_run": sc.get("source_run")}
+
+
+def resolve_model(model):
+    """A model folder, or ``zoo:NAME`` → the zoo model's cached export (assembled on first use)."""
+    if isinstance(model, str) and model.startswith(ZOO_PREFIX):
+        from .zoo import ensure_exported       # the zoo imports MXNet and the weight readers
+        return ensure_exported(model[len(ZOO_PREFIX):])
+    return model
 
 
 def _is_path(value):
