@@ -12,9 +12,12 @@ Inputs, any subset of the model's modalities:
 * ``text``: a string;
 * ``image``: a file path or an ``(H, W)`` / ``(H, W, 3)`` / ``(H, W, 4)`` array in **RGB** order
   (as PIL, imageio and matplotlib give it; from OpenCV pass ``cv2.cvtColor(img,
-  cv2.COLOR_BGR2RGB)``), uint8 or float in [0, 1];
+  cv2.COLOR_BGR2RGB)``), uint8 (0..255) or float in [0, 1] (other values are refused);
 * ``video``: a file path (frames are sampled over ``[start, end]``);
-* ``start``/``end``: seconds, a segment of the audio and video files; ``lang``: transcript language.
+* ``start``/``end``: seconds, a segment of the audio (file or array: the waveform is cut there;
+  ``end`` past the end is clipped to it, a ``start`` at or past it is an error) and of the video
+  file; finite, ``0 <= start < end``, and only together with audio or video; ``lang``:
+  transcript language.
 
 Files go through exactly the dataset builder's per-item preprocessing
 (:func:`emotion_mx.build.extract_item`, via :class:`~emotion_mx.inference.predict.Predictor`);
@@ -41,6 +44,7 @@ __all__ = ["EmotionRecognizer", "EmotionResult", "InputError", "INPUT_ARGUMENTS"
 
 INPUT_ARGUMENTS = ("audio", "text", "image", "video")
 ZOO_PREFIX = "zoo:"                     # load("zoo:speech"): a ready model of emotion_mx.zoo
+MAX_SAMPLE_RATE = 384000                # in-memory audio: sample rates above this are not audio
 # argument → model modality it feeds (image and video both feed the face input)
 ARGUMENT_MODALITY = {"audio": "audio", "text": "text", "image": "video", "video": "video"}
 
@@ -194,9 +198,7 @@ class EmotionRecognizer:
                 del given[name]
         if not given:
             raise InputError("inputs", f"none of the inputs feeds the model (it takes {', '.join(self.modalities)})")
-        for name, value in (("start", start), ("end", end)):
-            if value is not None and not isinstance(value, (int, float)):
-                raise InputError(name, f"expected seconds as a number, got {type(value).__name__}")
+        _check_segment(start, end, timed=[n for n, v in (("audio", audio), ("video", video)) if v is not None])
         cfg = self._model.feature_config
         feats, timings = {}, {}
         for name, value in given.items():
@@ -205,7 +207,7 @@ class EmotionRecognizer:
                 if name == "text":
                     feats.update(self._text(value, lang))
                 elif name == "audio" and not _is_path(value):
-                    feats.update(self._wave(value, cfg))
+                    feats.update(self._wave(value, cfg, start, end))
                 elif name == "image" and not _is_path(value):
                     feats.update(self._image_array(value, cfg))
                 else:
@@ -235,7 +237,7 @@ class EmotionRecognizer:
             raise InputError("text", "no words in the text")
         return {"tokens": tokens}
 
-    def _wave(self, value, cfg):
+    def _wave(self, value, cfg, start=None, end=None):
         from .features.audio import prepare_wave
         from .inference.window import audio_features_from_wave
         if not (isinstance(value, (tuple, list)) and len(value) == 2):
@@ -243,11 +245,25 @@ class EmotionRecognizer:
         wave, rate = value
         if not isinstance(rate, (int, np.integer)) or isinstance(rate, bool):
             raise InputError("audio", f"sample rate must be an integer (Hz), got {rate!r}")
-        wave = np.asarray(wave)
+        if not 0 < rate <= MAX_SAMPLE_RATE:
+            raise InputError("audio", f"sample rate must be between 1 and {MAX_SAMPLE_RATE} Hz, got {rate}")
+        try:
+            wave = np.asarray(wave)
+        except (ValueError, TypeError) as e:          # ragged nested lists
+            raise InputError("audio", f"waveform must be an array of samples ({str(e).splitlines()[0]})") from None
         if wave.dtype.kind not in "fiu":
             raise InputError("audio", f"waveform must be numeric, got dtype {wave.dtype}")
+        if wave.ndim not in (1, 2):
+            raise InputError("audio", f"expected a (samples,) or (samples, channels) waveform, got shape {wave.shape}")
         if wave.dtype.kind in "iu":        # PCM integers → [-1, 1] as soundfile decodes them
             wave = wave.astype(np.float32) / float(np.iinfo(wave.dtype).max)
+        if start is not None or end is not None:       # the segment, cut as load_audio cuts a file
+            seconds = wave.shape[0] / float(rate)
+            if start is not None and start >= seconds:
+                raise InputError("start", f"{start:g} s is at or beyond the end of the audio ({seconds:.3f} s)")
+            first = int(round((start or 0.0) * rate))
+            last = wave.shape[0] if end is None else min(wave.shape[0], int(round(end * rate)))
+            wave = wave[first:last]
         a = cfg.audio
         wave = prepare_wave(wave, int(rate), sample_rate=a.sample_rate, max_seconds=a.max_seconds,
                             source="audio array")
@@ -264,8 +280,17 @@ class EmotionRecognizer:
         if img.dtype.kind == "f":
             if not np.all(np.isfinite(img)):
                 raise InputError("image", "contains NaN/inf values")
+            lo, hi = float(img.min()), float(img.max())
+            if lo < 0.0 or hi > 1.0:
+                raise InputError("image", f"float pixels must be in [0, 1], got values in [{lo:g}, {hi:g}]; "
+                                 "divide 0-255 values by 255 (or pass a uint8 array)")
             img = np.clip(img * 255.0 + 0.5, 0, 255)
-        elif img.dtype.kind not in "iu":
+        elif img.dtype.kind in "iu":
+            lo, hi = int(img.min()), int(img.max())
+            if lo < 0 or hi > 255:
+                raise InputError("image", f"integer pixels must be in 0..255, got values in [{lo}, {hi}]; "
+                                 "pass a uint8 array (or floats in [0, 1])")
+        else:
             raise InputError("image", f"pixels must be numeric, got dtype {img.dtype}")
         img = np.ascontiguousarray(img, dtype=np.uint8)
         bgr = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR if img.ndim == 2 else cv2.COLOR_RGB2BGR)   # (H, W, 3)
@@ -313,3 +338,22 @@ def resolve_model(model):
 
 def _is_path(value):
     return isinstance(value, (str, os.PathLike))
+
+
+def _check_segment(start, end, timed):
+    """``start``/``end``: finite seconds, ``0 <= start < end``, and only with audio or video
+    (``timed``: those given); the segment is honoured for files and arrays alike."""
+    for name, value in (("start", start), ("end", end)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InputError(name, f"expected seconds as a number, got {type(value).__name__}")
+        if not np.isfinite(value):
+            raise InputError(name, f"expected a finite number of seconds, got {value}")
+        if value < 0:
+            raise InputError(name, f"{value:g} s is negative; seconds count from the start of the audio/video")
+    if end is not None and end <= (start or 0.0):
+        raise InputError("end", f"{end:g} s is not after start ({start or 0.0:g} s); give end > start")
+    if (start is not None or end is not None) and not timed:
+        raise InputError("start" if start is not None else "end",
+                         "a segment applies to audio or video; this input has neither (drop start/end)")

@@ -25,6 +25,7 @@ Both JSON files are read through one function each (:func:`load_model_spec`,
 or under "settings"); anything older is refused with a clear error.  :func:`load_run_split`
 reads a store split exactly as a run or an exported model was trained.
 """
+import math
 import os
 import shutil
 import warnings
@@ -388,6 +389,19 @@ def check_sidecar(sidecar, path, model_dir):
     for key in ("features", "normalisation"):
         if sidecar.get(key) is not None and not isinstance(sidecar[key], dict):
             _fail(path, key, "must be an object or null")
+    for feature, stats in (sidecar.get("normalisation") or {}).items():
+        # bad statistics would turn every input into NaN, reported as a problem of the input
+        for part in ("mean", "std"):
+            values = stats.get(part) if isinstance(stats, dict) else None
+            if values is None:
+                continue
+            values = values if isinstance(values, list) else [values]
+            for i, v in enumerate(values):
+                where = f"normalisation.{feature}.{part}[{i}]"
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
+                        (part == "std" and v <= 0):
+                    _fail(path, where, f"is {v!r}, not a finite{' positive' if part == 'std' else ''} number "
+                                       "(export the run again with tools/export.py)")
     for key in ("vocab", "symbol_file", "params_file"):
         ref = sidecar.get(key)
         if ref is None:
@@ -467,7 +481,7 @@ def export_block(net, spec, out_dir, *, batch_size=1, run_dir=None, extra=None):
         raise EmotionMXError(f"traced graph has inputs that are neither parameters nor model inputs: {unknown}")
     norm, vocab = run_export_inputs(run_dir) if run_dir else (None, None)
     sidecar = make_sidecar(spec, batch_size=batch_size, norm=norm, vocab_file=vocab,
-                           extra=dict(extra or {}, source_run=os.path.abspath(run_dir) if run_dir else None))
+                           extra={"source_run": os.path.abspath(run_dir) if run_dir else None, **(extra or {})})
     write_exported(out_dir, sym, args, aux, sidecar, run_dir=run_dir)
     return sidecar
 

@@ -31,7 +31,7 @@ from .corpora import read_corpus
 from .corpora.labels import apply_label_config
 from .errors import BadItem, EmotionMXError
 from .fileio import ensure_output_dir, read_json, write_json
-from .manifest import check_item_id, media_stamp, resolve_media, write_manifest
+from .manifest import check_item_id, check_name, media_stamp, resolve_media, write_manifest
 from .splits import check_leakage, make_folds, split_of
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 # Voices for DTW alignment by the manifest's ``lang`` (espeak-ng voice names).
 DEFAULT_VOICES = {"en": "en", "de": "de", "cmn": "cmn", "zh": "cmn", "fr": "fr", "es": "es", "it": "it"}
 NORM_FEATURES = ("logmel", "mfcc", "prosody")
+# fast speech is 5-7 words (or CJK characters) per second; above this a transcript cannot be
+# the clip's, beyond a few words of slack for very short clips
+MAX_WORDS_PER_SECOND = 12
+WORD_RATE_SLACK = 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -49,6 +53,16 @@ def _check_finite(arrays, item_id):
     for key, value in arrays.items():
         if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
             raise BadItem(f"feature '{key}' contains NaN/inf; check the media file", item_id=item_id)
+
+
+def _check_word_rate(tokens, seconds, item_id):
+    """A transcript with more words than anyone can say in the clip belongs to another clip (or
+    the segment times are wrong): skip the item with the rate, not train on a wrong pairing."""
+    words = sum(1 for t in tokens if any(ch.isalnum() for ch in t))
+    if words > MAX_WORDS_PER_SECOND * seconds + WORD_RATE_SLACK:
+        raise BadItem(f"transcript has {words} words for {seconds:.2f} s of audio ({words / seconds:.0f} words/s; "
+                      f"speech stays below {MAX_WORDS_PER_SECOND}): the text does not belong to this clip; "
+                      "fix the transcript or the segment times", item_id=item_id)
 
 
 def _sums(x):
@@ -88,6 +102,8 @@ def extract_item(item, root, cfg):
         if not tokens:
             raise BadItem("empty transcript; give the item text or drop its 'text' field", item_id=item.id)
         meta["tokens"] = tokens
+        if "duration" in meta and "sources" not in (item.meta or {}):
+            _check_word_rate(tokens, meta["duration"], item.id)
 
     # 1c. faces: N frames spread over the utterance (a still image is one frame)
     if "video" in mods and cfg.face.enabled:
@@ -213,7 +229,11 @@ def read_items(corpus, root, cfg):
     usable = []
     for it in items:     # the manifest boundary: an id no later stage can store is refused
         try:
-            usable.append(check_item_id(it.id, where="item") and it)
+            check_item_id(it.id, where="item")
+            if not str(it.label).strip() or not str(it.group).strip():
+                check_name(str(it.label), "label", f"item {it.id}")
+                check_name(str(it.group), "group", f"item {it.id}")
+            usable.append(it)
         except EmotionMXError as e:
             skipped.append((repr(it.id), str(e)))
     items = usable
@@ -224,6 +244,17 @@ def read_items(corpus, root, cfg):
     if dup:
         raise EmotionMXError(f"corpus '{corpus}' gives duplicate item id '{dup[0]}'; ids must be unique")
     return kept, skipped
+
+
+def _check_splits(items):
+    """``split`` decides the folds only when every item has one (an official split): on some
+    items only, it would be ignored, so it is refused, naming an item with and one without."""
+    with_split = [it for it in items if it.split]
+    if with_split and len(with_split) != len(items):
+        without = next(it for it in items if not it.split)
+        raise EmotionMXError(f"'split' is set on {len(with_split)} of {len(items)} items (e.g. {with_split[0].id}) "
+                             f"but not on {without.id}: set it on every item (an official train/valid/test "
+                             "split) or on none (speaker-independent folds from 'group')")
 
 
 def _fail_strict(skipped):
@@ -238,8 +269,11 @@ def build_dataset(corpus, root, out, cfg=None, workers=1, folds=None, strict=Fal
     Returns the stats dict written to ``out/stats.json``.
     """
     cfg = cfg or DatasetConfig()
-    if limit is not None and limit < 0:
-        raise EmotionMXError(f"--limit must be >= 0, got {limit}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise EmotionMXError(f"--limit must be an integer >= 1 (the number of items to build), got {limit!r}; "
+                             "omit it to build every item")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise EmotionMXError(f"--workers must be an integer >= 1 (worker processes), got {workers!r}")
     if folds is not None:
         cfg = replace(cfg, splits=replace(cfg.splits, folds=folds))
     if not os.path.isdir(root):
@@ -255,6 +289,7 @@ def build_dataset(corpus, root, out, cfg=None, workers=1, folds=None, strict=Fal
     if not items:
         raise EmotionMXError(f"corpus '{corpus}' at {root}: no usable items "
                              f"({len(skipped)} skipped{': ' + skipped[0][1] if skipped else ''})")
+    _check_splits(items)
 
     # 2. the output folder: a new build, or the resumption of one with the same settings, held
     #    under an exclusive lock until the build ends (a second build on it fails at once)

@@ -15,6 +15,7 @@ duplicate keys and self-referencing aliases refused, ``base: OTHER.yaml`` compos
 import collections.abc
 import dataclasses
 import json
+import math
 import os
 import re
 import types
@@ -60,6 +61,7 @@ def _convert(tp, value, where, source):
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
+        _check_finite_values(value, where, source)
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -105,6 +107,7 @@ def _convert(tp, value, where, source):
         raise ConfigError(f"{source}: '{where}' must be an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_finite_values(value, where, source)
             return float(value)
         raise ConfigError(f"{source}: '{where}' must be a number, got {value!r}")
     if tp is str:
@@ -112,6 +115,20 @@ def _convert(tp, value, where, source):
             return value
         raise ConfigError(f"{source}: '{where}' must be a string, got {value!r}")
     raise ConfigError(f"{source}: '{where}': unsupported type {_type_name(tp)}")
+
+
+def _check_finite_values(value, where, source):
+    """NaN and infinity are never meaningful configuration values (YAML reads ``.nan``/``.inf``):
+    refuse them anywhere, also inside free-form mappings and lists, naming the key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: '{where}' must be a finite number, got {value!r}; "
+                          "write a number (NaN and infinity are not configuration values)")
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_finite_values(v, f"{where}.{k}", source)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite_values(v, f"{where}[{i}]", source)
 
 
 def from_dict(cls, data, source="<dict>", prefix=""):
@@ -183,6 +200,10 @@ class _Loader(yaml.SafeLoader):
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue                      # '<<: *anchor' may be overridden below it
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _YamlProblem(f"a mapping key must be a plain value, not a "
+                                       f"{'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'} "
+                                       f"(line {key_node.start_mark.line + 1}); write 'name: value'")
                 key = self.construct_object(key_node, deep=True)
                 if isinstance(key, collections.abc.Hashable) and key in seen:
                     raise _YamlProblem(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
@@ -333,12 +354,34 @@ def load_config(path, cls, overrides=None, sets=()):
     starts from the defaults of ``cls``."""
     data = read_yaml(path) if path is not None else {}
     source = os.fspath(config_path(path)) if path is not None else "command-line options"
+    set_values = parse_sets(cls, sets) if sets else {}
+    if overrides:
+        _check_no_conflict(set_values, overrides)
     if sets:
-        data = _merge(data, parse_sets(cls, sets))
+        data = _merge(data, set_values)
         source += " with --set"
     if overrides:
         data = _merge(data, overrides)
     return from_dict(cls, data, source=source)
+
+
+def _leaves(data, prefix=""):
+    for k, v in data.items():
+        if isinstance(v, Mapping) and v:
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def _check_no_conflict(set_values, overrides):
+    """A key given both by ``--set`` and by a command-line option (``overrides``: ``--epochs``
+    gives ``epochs``) is refused unless both say the same: neither silently wins."""
+    given = dict(_leaves(set_values))
+    for key, value in _leaves(overrides):
+        if key in given and to_dict(given[key]) != to_dict(value):
+            flag = "--" + key.rsplit(".", 1)[-1].replace("_", "-")
+            raise ConfigError(f"--set {key}={given[key]!r} conflicts with {flag} {value!r}; "
+                              f"give {key} once (either --set or {flag})")
 
 
 def _merge(base, extra):

@@ -16,14 +16,25 @@ def atomic_path(path):
     or check it (``cv2.imwrite``) work unchanged.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise EmotionMXError(f"{path} is a folder; give the path of a file to write")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
+    except OSError as e:      # the folder is read-only or full: name the file asked for
+        raise OSError(e.errno, e.strerror, path) from None
     os.close(fd)
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if e.filename in (tmp, os.path.abspath(tmp)):   # the temporary file is ours, not the user's
+            raise OSError(e.errno, e.strerror, path) from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -62,6 +62,25 @@ def _check_types(d, where):
     wt = (d.get("meta") or {}).get("word_timings")
     if wt is not None and not isinstance(wt, str):
         raise EmotionMXError(f"{where}: field 'meta.word_timings' must be a string path")
+    groups = (d.get("meta") or {}).get("groups")
+    if groups is not None and not (isinstance(groups, dict) and all(
+            isinstance(k, str) and isinstance(v, (str, int)) and not isinstance(v, bool) for k, v in groups.items())):
+        raise EmotionMXError(f"{where}: field 'meta.groups' must be an object of source name -> group "
+                             f"(e.g. {{\"audio\": \"spk01\"}}), got {type(groups).__name__}")
+    for key in ("label", "group"):
+        check_name(str(d[key]), key, where)
+
+
+def check_name(value, key, where="manifest"):
+    """A label or group must be visible text: blank, padded or control characters would make a
+    class (or speaker) that looks like another or like nothing."""
+    bad = [ch for ch in value if unicodedata.category(ch)[0] == "C"]
+    if not value.strip() or value != value.strip() or bad:
+        what = ("is blank" if not value.strip() else f"contains character {bad[0]!r}" if bad
+                else "has leading/trailing whitespace")
+        raise EmotionMXError(f"{where}: field '{key}' {value!r} {what}; write it as visible text "
+                             f"(e.g. {value.strip() or 'anger'!r})")
+    return value
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,12 @@ class FeatureStore:
         if not os.path.isdir(path):
             raise EmotionMXError(f"feature store {path} does not exist; build it with tools/build_dataset.py")
         if not os.path.isfile(os.path.join(path, INDEX)):
+            if not any(os.path.exists(os.path.join(path, n)) for n in (SHARD_DIR, MANIFEST, BUILD_META)):
+                what = ("a training run or an exported model (it has model.json), not a feature store"
+                        if os.path.isfile(os.path.join(path, "model.json")) else
+                        f"not a feature store (no {INDEX}, {MANIFEST} or {SHARD_DIR}/)")
+                raise EmotionMXError(f"{path} is {what}; give --data the folder that "
+                                     "tools/build_dataset.py --out wrote")
             raise EmotionMXError(f"feature store {path} is incomplete (no {INDEX}); run "
                                  "tools/build_dataset.py again with the same arguments to finish it")
         self.index = read_json(os.path.join(path, INDEX))

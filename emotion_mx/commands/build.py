@@ -25,11 +25,12 @@ def main(corpus, root, out, config_path, workers, folds, strict, limit, list_rea
         from emotion_mx.corpora import list_readers as names
         click.echo("\n".join(names()))
         return
-    cfg = load_config(config_path, DatasetConfig, sets=sets) if (config_path or sets) else DatasetConfig()
+    overrides = {"splits": {"folds": folds}} if folds is not None else None
+    cfg = load_config(config_path, DatasetConfig, overrides=overrides, sets=sets)
     corpus = corpus or cfg.corpus
     if not corpus or not root or not out:
         raise EmotionMXError("give --corpus (or 'corpus' in --config), --root and --out")
-    stats = build_dataset(corpus, root, out, cfg=cfg, workers=workers, folds=folds, strict=strict,
+    stats = build_dataset(corpus, root, out, cfg=cfg, workers=workers, strict=strict,
                           progress=not quiet, limit=limit)
     folds_n = len(stats["splits_per_fold"])
     click.echo(f"built {out}: {stats['items']} items, {stats['skipped']} skipped "

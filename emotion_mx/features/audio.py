@@ -9,6 +9,7 @@ Features share one framing: an STFT with ``win_ms`` windows every ``hop_ms``, ce
 frames, so ``T = 1 + len(wave) // hop`` for every feature. The power spectrogram is computed
 once and log-mel, MFCC and RMS energy are derived from it.
 """
+import math
 import os
 import re
 import subprocess
@@ -47,6 +48,7 @@ MAX_FILE_RATE = 384000        # a header claiming a higher sample rate is refuse
 _TRUNCATION = re.compile(r"filesize and duration do not match|partial file|Error while decoding|"
                          r"Invalid data found|[Tt]runcat", re.IGNORECASE)
 SILENCE_PEAK = 1e-4            # a file whose absolute peak is below this is treated as silent
+MIN_AUDIO_SECONDS = 0.1        # shorter audio holds no utterance (a few analysis frames at most)
 PROSODY_NAMES = ("rms", "zcr", "f0_hz", "voiced")
 
 # F0 tracking (librosa.yin) and the voicing decision; see docs/features.md.
@@ -102,12 +104,19 @@ def prepare_wave(wave, wave_rate, sample_rate=16000, max_seconds=None, source="w
         wave = librosa.resample(wave, orig_sr=int(wave_rate), target_sr=sample_rate, res_type="soxr_hq")
     wave = wave[:int(round(limit * sample_rate))]
     _check_wave(wave, source, start)
+    if wave.size < MIN_AUDIO_SECONDS * sample_rate:
+        raise BadItem(f"audio is {wave.size / sample_rate * 1000:.0f} ms long, shorter than the "
+                      f"{MIN_AUDIO_SECONDS * 1000:.0f} ms an utterance needs: {source} "
+                      "(check the file or the segment times)")
     return np.ascontiguousarray(wave, dtype=np.float32)  # (S,)
 
 
 def _check_segment(start, end):
     start = None if start is None else float(start)
     end = None if end is None else float(end)
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not math.isfinite(value):
+            raise BadItem(f"segment {name} {value} is not a finite number of seconds")
     if start is not None and start < 0:
         raise BadItem(f"segment start {start:g} s is negative")
     if end is not None and end <= (start or 0.0):

@@ -62,7 +62,9 @@ def tokenize(text, lower=True, strip_accents=False):
     """
     if text is None or not str(text).strip():
         return []
-    text = str(text)
+    # control characters (NUL, escape...) separate words: the basic tokenizer deletes them,
+    # which joined "hello\x00world" into one unknown word
+    text = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in str(text))
     tokens = _basic_tokenizer(lower)(text)
     if strip_accents:
         return tokens

@@ -75,15 +75,39 @@ def read_items(path):
         raise EmotionMXError(f"manifest not found: {path}")
     items = []
     for i, row in enumerate(read_jsonl(path)):
+        where = f"{path}:{i + 1}"
+        if not isinstance(row, dict):      # null, a number, a string or a list on its own line
+            items.append(UnreadableRow(f"line{i + 1}", f"{where}: a manifest line must be a JSON object "
+                                                       f"such as {{\"audio\": \"a.wav\"}}, got {_json_type(row)}; "
+                                                       "fix or remove that line"))
+            continue
         row = dict(row)
         if "id" not in row:
             row["id"] = f"line{i + 1}"
         row.setdefault("label", "?")
         row.setdefault("group", "?")
-        items.append(Utterance.from_json(row, where=f"{path}:{i + 1}"))
+        try:
+            items.append(Utterance.from_json(row, where=where))
+        except EmotionMXError as e:
+            item_id = row["id"] if isinstance(row["id"], str) and row["id"].isprintable() else f"line{i + 1}"
+            items.append(UnreadableRow(item_id[:80], str(e)))
     if not items:
         raise EmotionMXError(f"{path}: no items")
     return items
+
+
+@dataclasses.dataclass(frozen=True)
+class UnreadableRow:
+    """A manifest line that is no usable item: :meth:`Predictor.predict_items` raises its reason
+    as a :class:`BadItem` (an error row with ``skip_bad``), so one bad line does not stop a run."""
+    id: str
+    reason: str
+    label: str = "?"
+
+
+def _json_type(value):
+    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list"}.get(type(value), type(value).__name__)
 
 
 class Predictor:
@@ -156,6 +180,8 @@ class Predictor:
         pending = []   # (position, item, feats)
         for pos, item in enumerate(items):
             try:
+                if isinstance(item, UnreadableRow):
+                    raise BadItem(item.reason, item_id=item.id)
                 item = self.restrict(item, strict=strict)
                 feats = self.features(item, root)
             except BadItem as e:

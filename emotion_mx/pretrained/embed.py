@@ -15,8 +15,10 @@ manifest order in fixed chunks; each chunk is written atomically, so an interrup
 resumes at the first missing part.  Embeddings come from raw media (the manifest's paths
 under the store's corpus root), not from the store's own features.
 """
+import logging
 import os
 import re
+import zipfile
 
 import numpy as np
 
@@ -29,6 +31,7 @@ __all__ = ["EmbeddingCache", "compute_embeddings", "load_embeddings", "EMBED_DIR
 EMBED_DIR = "embeddings"
 CHUNK = 64
 FORMAT = 1
+log = logging.getLogger(__name__)
 
 
 class EmbeddingCache:
@@ -45,7 +48,13 @@ class EmbeddingCache:
         return os.path.join(self.dir, f"part-{index:05d}.npz")
 
     def read_info(self):
-        return read_json(self.info_path()) if os.path.isfile(self.info_path()) else None
+        if not os.path.isfile(self.info_path()):
+            return None
+        try:
+            return read_json(self.info_path())
+        except (OSError, ValueError) as e:
+            raise EmotionMXError(f"{self.info_path()}: unreadable ({str(e).splitlines()[0]}); delete the "
+                                 f"folder {self.dir} and run `emotion-mx embed` again") from None
 
     def write_info(self, info):
         write_json(self.info_path(), info)
@@ -57,17 +66,47 @@ class EmbeddingCache:
         with atomic_path(self.part_path(index)) as tmp:
             np.savez(tmp, ids=np.asarray(ids, dtype=str), feats=np.asarray(feats, np.float32))
 
+    def read_part(self, index):
+        """``(ids list, feats (N, L, D) float32)`` of part ``index``; EmotionMXError naming the
+        part when it is unreadable (truncated, random bytes), inconsistent or holds NaN/inf."""
+        path = self.part_path(index)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                ids, feats = z["ids"], z["feats"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise EmotionMXError(f"{path}: unreadable embedding part ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+                                 f"; delete it and run `emotion-mx embed` again to recompute it") from None
+        if ids.ndim != 1 or ids.dtype.kind != "U" or feats.ndim != 3 or feats.dtype != np.float32 \
+                or len(ids) != len(feats) or not len(ids):
+            raise EmotionMXError(f"{path}: not an embedding part (ids {ids.dtype}{list(ids.shape)}, feats "
+                                 f"{feats.dtype}{list(feats.shape)}); delete it and run `emotion-mx embed` again")
+        if not np.isfinite(feats).all():
+            bad = ids[int(np.argwhere(~np.isfinite(feats))[0][0])]
+            raise EmotionMXError(f"{path}: the embedding of item {bad} holds NaN or inf; delete the part "
+                                 "and run `emotion-mx embed` again to recompute it")
+        return ids.tolist(), feats
+
     def read(self):
         """``(ids list, feats (N, L, D) float32, info)`` of a complete cache."""
         info = self.read_info()
-        if not info or not info.get("complete"):
+        if not isinstance(info, dict) or not info.get("complete"):
             raise EmotionMXError(f"{self.dir}: no complete embedding cache; run "
-                                 f"`emotion-mx embed --data STORE --encoder {info['encoder'] if info else 'NAME'}` first")
+                                 f"`emotion-mx embed --data STORE --encoder {info.get('encoder', 'NAME') if isinstance(info, dict) else 'NAME'}` first")
+        parts = info.get("parts")
+        if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
+            raise EmotionMXError(f"{self.info_path()}: 'parts' is {parts!r}, not a count of parts; "
+                                 "delete the folder and run `emotion-mx embed` again")
         ids, feats = [], []
-        for i in range(info["parts"]):
-            with np.load(self.part_path(i), allow_pickle=False) as z:
-                ids += z["ids"].tolist()
-                feats.append(z["feats"])
+        for i in range(parts):
+            if not self.has_part(i):
+                raise EmotionMXError(f"{self.part_path(i)} is missing; run `emotion-mx embed` again to recompute it")
+            part_ids, part_feats = self.read_part(i)
+            if feats and part_feats.shape[1:] != feats[0].shape[1:]:
+                raise EmotionMXError(f"{self.part_path(i)}: embeddings of shape {list(part_feats.shape[1:])}, "
+                                     f"other parts have {list(feats[0].shape[1:])}; delete it and run "
+                                     "`emotion-mx embed` again")
+            ids += part_ids
+            feats.append(part_feats)
         return ids, np.concatenate(feats), info
 
 
@@ -225,19 +264,30 @@ def compute_embeddings(store, encoder, checkpoint=None, context_turns=0, progres
     cache.write_info(meta)
     done = skipped = 0
     for p in range(n_parts):
-        if cache.has_part(p):
-            continue
         chunk = items[p * CHUNK:(p + 1) * CHUNK]
+        if cache.has_part(p):
+            try:          # a part left by an earlier run is reused only if it is whole and finite
+                ids, _ = cache.read_part(p)
+                if ids == [it.id for it in chunk]:
+                    continue
+                reason = "its items are not this chunk's"
+            except EmotionMXError as e:
+                reason = str(e)
+            log.warning("recomputing %s: %s", cache.part_path(p), reason)
         try:
             feats = embedder(chunk)
         except BadItem as e:
             raise EmotionMXError(f"cannot embed: {e}") from None
+        if not np.isfinite(feats).all():
+            bad = chunk[int(np.argwhere(~np.isfinite(feats))[0][0])].id
+            raise EmotionMXError(f"{encoder} gave NaN or inf embeddings for item {bad}; check its media "
+                                 "and the checkpoint")
         cache.write_part(p, [it.id for it in chunk], feats)
         done += len(chunk)
         if progress:
             progress(min((p + 1) * CHUNK, len(items)), len(items))
     skipped = len(items) - done
-    meta.update(complete=True, shape=list(np.load(cache.part_path(0))["feats"].shape[1:]))
+    meta.update(complete=True, shape=list(cache.read_part(0)[1].shape[1:]))
     cache.write_info(meta)
     return cache, {"items": len(items), "computed": done, "reused": skipped}
 

@@ -30,6 +30,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
+from mxnet.base import MXNetError
+
+from ..artifacts import first_error_line
 from ..config import FrozenDict, from_dict, load_config, to_dict
 from ..contract import DATA_MODEL_KWARGS
 from ..errors import ConfigError, EmotionMXError
@@ -221,18 +224,25 @@ def load_search_config(path, sets=()):
 def check_search_config(cfg, source="search config"):
     """Build the TrainConfig of every categorical value and range end (others at their
     defaults): a value TrainConfig rejects is reported here, with its key."""
+    # each value alone on the base first, so an error names the key whose value is at fault
+    # (with the other keys at their defaults, a bad default would be blamed on every other key)
+    for key, dim in cfg.space.items():
+        for value in dim.probe_values():
+            trial_config(cfg, {key: value}, source=f"{source}: space.{key} = {value!r}")
     default = {k: _default(d) for k, d in cfg.space.items()}
     for key, dim in cfg.space.items():
         for value in dim.probe_values():
             where = f"{source}: space.{key} = {value!r}"
-            tc = trial_config(cfg, {**default, key: value}, source=where)
+            others = ", ".join(f"{k} = {v!r}" for k, v in default.items() if k != key)
+            tc = trial_config(cfg, {**default, key: value},
+                              source=f"{where} (with {others})" if others else where)
             if key.startswith("model."):
                 # construct the block (parameters stay uninitialised: cheap) to catch values the
                 # architecture rejects, e.g. an unknown encoder type
                 try:
                     get_model(tc.model.name, num_classes=2, modalities=tc.data.modalities, **tc.model.kwargs)
-                except (EmotionMXError, ValueError, TypeError, AssertionError) as e:
-                    raise ConfigError(f"{where}: {e}") from None
+                except (EmotionMXError, ValueError, TypeError, AssertionError, MXNetError) as e:
+                    raise ConfigError(f"{where}: {first_error_line(e)}") from None
 
 
 def _default(dim):

@@ -10,7 +10,27 @@ jitter, on real frames.  Text is left unchanged.
 """
 import numpy as np
 
-__all__ = ["augment_batch"]
+from ..errors import ConfigError
+
+__all__ = ["augment_batch", "check_augment"]
+
+
+def check_augment(cfg, audio_frames=None, mel_bins=0):
+    """Refuse masks and shifts at least as large as the input they act on (``audio_frames``: the
+    run's ``max_audio_frames``; ``mel_bins``: log-mel bins): they would blank or wrap whole clips."""
+    if audio_frames and cfg.time_masks and cfg.time_mask_width >= audio_frames:
+        raise ConfigError(f"augment.time_mask_width = {cfg.time_mask_width} frames is not shorter than the "
+                          f"clips ({audio_frames} frames, data.max_audio_frames): use a width below "
+                          f"{audio_frames} (SpecAugment uses about a tenth of the clip)")
+    if audio_frames and cfg.time_masks * cfg.time_mask_width >= 2 * audio_frames:
+        raise ConfigError(f"augment.time_masks x augment.time_mask_width = {cfg.time_masks * cfg.time_mask_width} "
+                          f"frames can cover the whole {audio_frames}-frame clips several times over; "
+                          "use fewer or narrower time masks")
+    for key, width in (("freq_mask_width", cfg.freq_mask_width if cfg.freq_masks else 0),
+                       ("pitch_shift_bins", cfg.pitch_shift_bins)):
+        if width and mel_bins and width >= mel_bins:
+            raise ConfigError(f"augment.{key} = {width} is not smaller than the {mel_bins} mel bins of "
+                              f"the audio features: use a value below {mel_bins}")
 
 
 def _stretch(x, length, rate, max_len):

@@ -26,6 +26,7 @@ import re
 
 import numpy as np
 
+from ..artifacts import first_error_line
 from ..errors import EmotionMXError
 from ..fileio import atomic_path, read_json, write_json
 
@@ -184,8 +185,8 @@ def load_checkpoint_params(stem, net, ctx):
     try:
         net.load_parameters(stem + ".params", ctx=ctx)
     except Exception as e:
-        raise EmotionMXError(f"{stem}: cannot resume from this checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                             "delete it to fall back to the previous one") from None
+        raise EmotionMXError(f"{stem}.params: cannot resume from this checkpoint ({first_error_line(e)}; the file "
+                             "is truncated or damaged); delete it to fall back to the previous one") from None
 
 
 def load_checkpoint(stem, net, trainer, ctx, trust_pickle=None, params=True):
@@ -217,8 +218,8 @@ def load_checkpoint(stem, net, trainer, ctx, trust_pickle=None, params=True):
             load_trainer_state(trainer, stem + _TRAINER_EXT, meta["trainer"])
         set_rng_state(meta["rng"])
     except Exception as e:
-        raise EmotionMXError(f"{stem}: cannot resume from this checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                             "delete it to fall back to the previous one") from None
+        raise EmotionMXError(f"{stem}: cannot resume from this checkpoint ({first_error_line(e)}; its optimizer "
+                             "or RNG state is truncated or damaged); delete it to fall back to the previous one") from None
     return meta
 
 

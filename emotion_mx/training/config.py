@@ -28,6 +28,10 @@ def _positive(name, value, strict=True):
         raise ValueError(f"{name} must be {'> 0' if strict else '>= 0'}, got {value!r}")
 
 
+# model keyword arguments that are layer sizes (units, channels, heads, widths): integers >= 1
+SIZE_SUFFIXES = ("units", "channels", "heads", "_dim", "width")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "audio_cnn"
@@ -37,6 +41,12 @@ class ModelConfig:
 
     def __post_init__(self):
         for key, value in self.kwargs.items():
+            if str(key).endswith(SIZE_SUFFIXES) and value is not None:
+                values = list(value) if isinstance(value, (list, tuple)) else [value]
+                if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+                    raise ValueError(f"model.kwargs.{key} is a layer size: it must be "
+                                     f"{'a list of integers' if isinstance(value, (list, tuple)) else 'an integer'}"
+                                     f" >= 1, got {value!r}")
             if "dropout" in str(key) and value is not None:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
                     raise ValueError(f"model.kwargs.{key} must be a probability in [0, 1), got {value!r}")
@@ -131,6 +141,13 @@ class AugmentConfig:
             raise ValueError(f"augment.time_stretch must be < 1, got {self.time_stretch}")
         if self.face_flip > 1.0:
             raise ValueError(f"augment.face_flip is a probability, got {self.face_flip}")
+        # upper bounds beyond which the "augmentation" only destroys the input
+        for name, hi in (("time_masks", 20), ("freq_masks", 20), ("noise_std", 5.0), ("brightness", 1.0)):
+            if getattr(self, name) > hi:
+                raise ValueError(f"augment.{name} must be <= {hi}, got {getattr(self, name)!r}")
+        if self.contrast >= 1.0:
+            raise ValueError(f"augment.contrast must be < 1 (a factor in [1 - contrast, 1 + contrast]), "
+                             f"got {self.contrast!r}")
 
     @property
     def enabled(self):

@@ -23,6 +23,7 @@ from ..fileio import atomic_path, ensure_output_dir, write_json
 from ..models import get_model, model_input_settings
 from ..store import FeatureStore
 from .amp import init_amp, resolve_precision
+from .augment import check_augment
 from .distributed import make_worker, shard_indices
 from .trainer import fit
 from .warm_start import resolve_warm_start
@@ -87,6 +88,9 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
              max_tokens=d.max_tokens, num_frames=d.num_frames), **needs))
     settings = spec_data["settings"]
     modalities = settings.modalities
+    if "audio" in modalities:       # before any work: masks wider than the clips are a config error
+        check_augment(cfg.augment, settings.max_audio_frames,
+                      mel_bins_for(settings.audio_feature, spec_data["model_kwargs"].get("audio_dim", 0)))
     labels = list(store.labels)
 
     train_ids = store.ids(fold, "train")
