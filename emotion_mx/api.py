@@ -199,6 +199,10 @@ class EmotionRecognizer:
         if not given:
             raise InputError("inputs", f"none of the inputs feeds the model (it takes {', '.join(self.modalities)})")
         _check_segment(start, end, timed=[n for n, v in (("audio", audio), ("video", video)) if v is not None])
+        if lang is not None and not isinstance(lang, str):
+            raise InputError("lang", f"expected a language code such as 'en', got {type(lang).__name__}")
+        if "video" in given and not _is_path(given["video"]):
+            raise InputError("video", f"expected a file path, got {type(given['video']).__name__}")
         cfg = self._model.feature_config
         feats, timings = {}, {}
         for name, value in given.items():
@@ -221,6 +225,8 @@ class EmotionRecognizer:
         """A media file through the dataset builder's extract_item (the CLI's code path)."""
         from .manifest import Utterance
         path = os.path.abspath(os.fspath(path))
+        if "\0" in path:
+            raise InputError(name, "the file path contains a NUL character")
         if not os.path.isfile(path):
             raise InputError(name, f"file not found: {path}")
         item = Utterance(id=name, label="?", group="?", start=start, end=end, lang=lang,
@@ -266,7 +272,7 @@ class EmotionRecognizer:
             wave = wave[first:last]
         a = cfg.audio
         wave = prepare_wave(wave, int(rate), sample_rate=a.sample_rate, max_seconds=a.max_seconds,
-                            source="audio array")
+                            source="audio array", trim_db=a.trim_db)
         return audio_features_from_wave(wave, a)
 
     def _image_array(self, value, cfg):

@@ -324,3 +324,124 @@ def test_image_header_size_is_bounded_before_decoding(w, h):
                 check_image_size(path)
         else:
             check_image_size(path)
+
+
+# ----------------------------------------------------------------------------- Python API arguments
+
+# EMOTION_MX_FUZZ_EXAMPLES raises the example count for a long run (issue 24: >= 2,000 inputs)
+API = settings(max_examples=int(os.environ.get("EMOTION_MX_FUZZ_EXAMPLES", "200")), deadline=None,
+               suppress_health_check=list(HealthCheck))
+
+any_number = hs.one_of(hs.integers(-10 ** 6, 10 ** 6), hs.floats(allow_nan=True, allow_infinity=True),
+                       hs.booleans(), hs.none())
+odd_value = hs.one_of(any_number, hs.text(max_size=8), hs.binary(max_size=8), hs.lists(hs.integers(), max_size=3),
+                      hs.just({"a": 1}), hs.just(object()))
+wave_array = hs.builds(
+    lambda n, ch, dtype, special, seed: _wave_of(n, ch, dtype, special, seed),
+    hs.integers(0, 40000), hs.sampled_from([0, 1, 2, 3]),
+    hs.sampled_from(["float32", "float64", "int16", "int32", "uint8", "bool", "complex64", "object"]),
+    hs.sampled_from(["none", "nan", "inf", "silent", "huge"]), hs.integers(0, 2 ** 16))
+image_array = hs.builds(
+    lambda h, w, c, dtype, special, seed: _image_of(h, w, c, dtype, special, seed),
+    hs.integers(0, 80), hs.integers(0, 80), hs.sampled_from([None, 1, 2, 3, 4, 5]),
+    hs.sampled_from(["uint8", "float32", "float64", "int16", "int64", "bool", "object"]),
+    hs.sampled_from(["none", "nan", "over", "negative", "unit"]), hs.integers(0, 2 ** 16))
+
+
+def _wave_of(n, ch, dtype, special, seed):
+    rng = np.random.default_rng(seed)
+    x = 0.3 * np.sin(np.arange(n) / 7.0) + 0.01 * rng.standard_normal(n)
+    if ch == 0:
+        x = x.reshape(n, 1, 1)[:, :, :] if n % 2 else x            # a 3-D array on odd lengths
+    elif ch > 1:
+        x = np.stack([x] * ch, 1)
+    if special == "nan" and x.size:
+        x.flat[x.size // 2] = np.nan
+    elif special == "inf" and x.size:
+        x.flat[0] = np.inf
+    elif special == "silent":
+        x = x * 0.0
+    elif special == "huge":
+        x = x * 1e30
+    if dtype in ("int16", "int32", "uint8"):
+        return np.nan_to_num(x * 30000, posinf=0, neginf=0).astype(dtype)
+    return x.astype(dtype)
+
+
+def _image_of(h, w, c, dtype, special, seed):
+    rng = np.random.default_rng(seed)
+    shape = (h, w) if c is None else (h, w, c)
+    x = rng.uniform(0, 1, shape)
+    if special == "nan" and x.size:
+        x.flat[0] = np.nan
+    elif special == "over":
+        x = x * 300.0
+    elif special == "negative":
+        x = x - 2.0
+    if dtype in ("uint8", "int16", "int64"):
+        scale = 1.0 if special == "unit" else 255.0
+        return np.nan_to_num(x * scale).astype(dtype)
+    return x.astype(dtype)
+
+
+audio_arg = hs.one_of(
+    hs.none(), hs.tuples(wave_array, hs.one_of(hs.sampled_from([16000, 8000, 22050, 44100, 1, 0, -16000]),
+                                               odd_value)),
+    hs.just("/no/such/clip.wav"), hs.lists(odd_value, max_size=3), odd_value)
+image_arg = hs.one_of(hs.none(), image_array, hs.just("/no/such/face.png"), odd_value)
+text_arg = hs.one_of(hs.none(), hs.text(max_size=40), hs.just("hello\x00world"), hs.just("   "), odd_value)
+seconds = hs.one_of(hs.none(), hs.floats(-5, 5), hs.floats(allow_nan=True, allow_infinity=True),
+                    hs.integers(-3, 10), hs.booleans(), hs.text(max_size=3))
+# plausible arguments (what a client means to send), then 0-2 of them replaced by hostile values:
+# most calls reach the feature code and the model, not only the first argument check
+plausible_kwargs = hs.fixed_dictionaries({}, optional={
+    "audio": hs.tuples(hs.builds(_wave_of, hs.integers(4000, 40000), hs.sampled_from([1, 2]),
+                                 hs.sampled_from(["float32", "float64", "int16"]), hs.sampled_from(["none", "none", "huge"]),
+                                 hs.integers(0, 2 ** 16)),
+                       hs.sampled_from([16000, 8000, 22050, 44100])),
+    "text": hs.text(alphabet="abcdefghij klmnopqrstuvwxyzé,.!?\x00", min_size=1, max_size=40),
+    "image": hs.builds(_image_of, hs.integers(1, 80), hs.integers(1, 80), hs.sampled_from([None, 3, 4]),
+                       hs.sampled_from(["uint8", "float32"]), hs.sampled_from(["none", "unit"]), hs.integers(0, 2 ** 16)),
+    "start": hs.one_of(hs.none(), hs.floats(0, 0.5)), "end": hs.one_of(hs.none(), hs.floats(1.0, 3)),
+    "lang": hs.sampled_from(["en", "de"])})
+hostile = {"audio": audio_arg, "text": text_arg, "image": image_arg, "start": seconds, "end": seconds,
+           "video": hs.one_of(hs.just("/no/such.mp4"), odd_value),
+           "lang": hs.one_of(hs.none(), hs.sampled_from(["en", "de", "xx"]), odd_value)}
+api_kwargs = hs.builds(lambda base, changes: {**base, **dict(changes)}, plausible_kwargs,
+                       hs.lists(hs.sampled_from(sorted(hostile)).flatmap(lambda k: hs.tuples(hs.just(k), hostile[k])),
+                                max_size=2))
+
+
+@pytest.fixture(scope="module")
+def recognizer(tiny_export):
+    from emotion_mx import EmotionRecognizer
+    return EmotionRecognizer.load(tiny_export, batch_size=4)
+
+
+def _check_api_outcome(call):
+    """An EmotionResult (finite probabilities summing to 1) or an InputError: nothing else."""
+    from emotion_mx.api import EmotionResult, InputError
+    try:
+        results = call()
+    except InputError as e:
+        assert "\n" not in str(e) and e.argument and e.reason
+        return "refused"
+    for r in results if isinstance(results, list) else [results]:
+        assert isinstance(r, EmotionResult)
+        p = np.array(list(r.probabilities.values()))
+        assert np.isfinite(p).all() and abs(p.sum() - 1) < 1e-4 and r.label in r.probabilities
+        json.dumps(r.to_json())
+    return "result"
+
+
+@API
+@given(kw=api_kwargs, strict=hs.booleans())
+def test_api_predict_gives_a_result_or_an_input_error(recognizer, kw, strict):
+    _check_api_outcome(lambda: recognizer.predict(**kw, strict=strict))
+
+
+@API
+@given(inputs=hs.one_of(hs.lists(plausible_kwargs.filter(bool), min_size=1, max_size=6),
+                        hs.lists(hs.one_of(api_kwargs, odd_value), max_size=5), odd_value, hs.just({"audio": "a.wav"})))
+def test_api_predict_batch_gives_results_or_an_input_error(recognizer, inputs):
+    _check_api_outcome(lambda: recognizer.predict_batch(inputs))

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <system_error>
 
 #include "emotion_mx/json.h"
 
@@ -15,6 +17,42 @@ constexpr const char* kFormatV1 = "emotion_mx.exported/1";
 std::string join(const std::string& dir, const std::string& name) {
   if (dir.empty() || dir.back() == '/') return dir + name;
   return dir + "/" + name;
+}
+
+// A file the sidecar names must stay inside the model folder after every symlink is followed
+// (a model folder from someone else is untrusted): the check emotion_mx.artifacts.check_sidecar
+// makes in Python.
+void check_inside(const std::string& dir, const json::Value& doc, const std::string& key) {
+  if (!doc.contains(key) || doc.at(key).is_null()) return;
+  const json::Value& v = doc.at(key);
+  const std::string what = "field '" + key + "' names ";
+  if (!v.is_string() || v.string().empty() || v.string().find('\0') != std::string::npos)
+    throw Error(what + "no usable file name; the file is damaged or not from emotion_mx");
+  std::error_code ec;
+  const auto root = std::filesystem::weakly_canonical(std::filesystem::absolute(dir), ec);
+  if (ec) throw Error("cannot resolve the model folder " + dir + ": " + ec.message());
+  const auto path = std::filesystem::weakly_canonical(root / v.string(), ec);
+  auto r = root.begin(), p = path.begin();
+  for (; !ec && r != root.end() && p != path.end() && *r == *p; ++r, ++p) {}
+  if (ec || r != root.end())
+    throw Error(what + "'" + v.string() + "', which is outside the model folder (symlinks followed); "
+                "the file is damaged or not from emotion_mx");
+}
+
+std::vector<std::string> read_modalities(const json::Value& doc) {
+  static const std::vector<std::string> known{"audio", "text", "video"};
+  const char* bad = "field 'modalities' must be a non-empty list of audio, text, video; the file is damaged "
+                    "or not from emotion_mx";
+  if (!doc.contains("modalities") || !doc.at("modalities").is_array()) throw Error(bad);
+  std::vector<std::string> out;
+  for (const auto& m : doc.at("modalities").array("modalities")) {
+    if (!m.is_string() || std::find(known.begin(), known.end(), m.string()) == known.end() ||
+        std::find(out.begin(), out.end(), m.string()) != out.end())
+      throw Error(bad);
+    out.push_back(m.string());
+  }
+  if (out.empty()) throw Error(bad);
+  return out;
 }
 
 uint32_t dim(const json::Value& v, const std::string& what) {
@@ -41,6 +79,8 @@ ModelDir ModelDir::open(const std::string& dir) {
     ModelDir m;
     m.path = dir;
     m.precision = doc.contains("precision") ? doc.at("precision").string("precision") : "fp32";
+    m.modalities = read_modalities(doc);
+    for (const char* key : {"vocab", "symbol_file", "params_file"}) check_inside(dir, doc, key);
     for (const auto& l : doc.at("labels").array("labels")) m.labels.push_back(l.string("label"));
     for (const auto& in : doc.at("inputs").array("inputs")) {
       InputSpec spec;

@@ -291,6 +291,27 @@ int run(const Options& opt) {
     arrays.push_back(std::move(arr));
   }
 
+  // A row whose every modality mask is zero has no input at all: the model would still print
+  // a label (its bias), so it is refused, as Python's predictor refuses an item without input.
+  std::vector<std::size_t> masks;
+  for (std::size_t i = 0; i < shapes.size(); ++i)
+    if (shapes[i].name.size() > 5 && shapes[i].name.compare(shapes[i].name.size() - 5, 5, "_mask") == 0)
+      masks.push_back(i);
+  for (uint32_t r = 0; !masks.empty() && r < batch; ++r) {
+    bool present = false;
+    for (std::size_t i : masks) {
+      const std::size_t row = arrays[i].data.size() / batch;
+      const float* m = arrays[i].data.data() + std::size_t(r) * row;
+      present = present || std::any_of(m, m + row, [](float v) { return v != 0.0f; });
+    }
+    if (!present) {
+      std::string names;
+      for (std::size_t i : masks) names += (names.empty() ? "" : ", ") + shapes[i].name;
+      throw Error("batch row " + std::to_string(r) + " has no input: every modality mask (" + names +
+                  ") is all zero; give at least one modality with a mask of 1 on its real steps");
+    }
+  }
+
   auto t0 = std::chrono::steady_clock::now();
   auto predictor = model.make_predictor(shapes);
   double create_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

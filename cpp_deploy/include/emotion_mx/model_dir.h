@@ -14,6 +14,7 @@ namespace emotion_mx {
 struct ModelDir {
   std::string path;
   std::string precision;                 ///< "fp32" or "int8"
+  std::vector<std::string> modalities;   ///< subset of audio, text, video (checked like Python)
   std::vector<std::string> labels;       ///< class names, index = class id
   std::vector<InputSpec> inputs;         ///< names and shapes (batch = export batch size)
   std::string symbol_file;
