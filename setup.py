@@ -25,5 +25,8 @@ setup(
     install_requires=[re.sub(r"^mxnet(?==)", mxnet_pkg, r) for r in _requirements("requirements.txt")],
     packages=find_packages(include=["emotion_mx", "emotion_mx.*"]) + ["emotion_mx.configs"],
     package_dir={"emotion_mx.configs": "configs"},
-    package_data={"emotion_mx.configs": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},
+    # non-Python files the package reads at run time: a wheel carries only what is listed here
+    package_data={"emotion_mx.configs": ["*.yaml", "*/*.yaml", "*/*/*.yaml"],
+                  "emotion_mx.live": ["static/*"],
+                  "emotion_mx.zoo": ["heads/*.npz", "cards/*.json"]},
 )

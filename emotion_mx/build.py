@@ -86,7 +86,7 @@ def extract_item(item, root, cfg):
         path = resolve_media(root, item.audio, item.id)
         from .features import audio as fa   # librosa: lazy, so the CLI starts fast
         wave = fa.load_audio(path, sample_rate=a.sample_rate, start=item.start, end=item.end,
-                             max_seconds=a.max_seconds)
+                             max_seconds=a.max_seconds, trim_db=a.trim_db)
         feats = fa.audio_features(wave, sample_rate=a.sample_rate, n_mels=a.n_mels, win_ms=a.win_ms,
                                   hop_ms=a.hop_ms, n_mfcc=a.n_mfcc, deltas=a.deltas,
                                   prosody=a.prosody, fmin=a.fmin, fmax=a.fmax)
@@ -218,6 +218,8 @@ def _config_hash(cfg, root):
     face = d.get("face", {})
     if face.get("detector") == "haar" and face.get("detector_model") is None:
         face.pop("detector"), face.pop("detector_model")    # stores built before these keys still resume
+    if d.get("audio", {}).get("trim_db", 0) is None:
+        d["audio"].pop("trim_db")                           # likewise for audio.trim_db (off)
     data = json.dumps({"cfg": d, "root": os.path.realpath(root)}, sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 

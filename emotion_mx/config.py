@@ -448,6 +448,7 @@ class AudioConfig:
     fmax: Optional[float] = None
     max_seconds: float = 30.0
     whisper: bool = False        # also store Whisper's log-mel (the pretrained Whisper encoders' input)
+    trim_db: Optional[float] = None  # cut leading/trailing silence quieter than this many dB below the peak
 
     def __post_init__(self):
         if self.whisper and self.sample_rate != 16000:
@@ -460,6 +461,7 @@ class AudioConfig:
         _check_range("audio.fmin", self.fmin, 0, self.sample_rate / 2, hi_open=True)
         _check_range("audio.fmax", self.fmax, self.fmin, self.sample_rate / 2, lo_open=True)
         _check_range("audio.max_seconds", self.max_seconds, 0, 24 * 3600, lo_open=True)
+        _check_range("audio.trim_db", self.trim_db, 0, 200, lo_open=True)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,10 @@ WhisperFrontendConfig WhisperFrontendConfig::from_json(const json::Value& v) {
     if (!(c.max_seconds > 0) || c.max_seconds > 86400)
       throw Error("frontend.audio.max_seconds must be a positive number of seconds");
   }
+  if (v.contains("trim_db") && !v.at("trim_db").is_null()) {
+    c.trim_db = v.at("trim_db").number("frontend.audio.trim_db");
+    if (!(c.trim_db > 0) || c.trim_db > 200) throw Error("frontend.audio.trim_db must be in (0, 200] dB");
+  }
   return c;
 }
 
@@ -272,7 +276,36 @@ WhisperFrontend::WhisperFrontend(const WhisperFrontendConfig& config)
   }
 }
 
-std::vector<float> WhisperFrontend::logmel(const std::vector<float>& wave, std::size_t* frames) const {
+std::vector<float> WhisperFrontend::trim(const std::vector<float>& wave) const {
+  // librosa.effects.trim(y, top_db, frame_length=2048, hop_length=512): the mean power of
+  // zero-padded centred frames, in dB below the loudest frame; samples from the first to the
+  // end of the last frame above -top_db are kept (none: an empty clip)
+  if (!(config_.trim_db > 0)) return wave;
+  const long long frame = 2048, hop = 512, n = static_cast<long long>(wave.size());
+  const long long count = 1 + n / hop;   // librosa.util.frame over n + frame samples (pad frame/2 each side)
+  std::vector<double> power(static_cast<std::size_t>(count), 0.0);
+  for (long long t = 0; t < count; ++t) {
+    double s = 0.0;
+    for (long long j = t * hop - frame / 2, e = j + frame; j < e; ++j)
+      if (j >= 0 && j < n) s += static_cast<double>(wave[j]) * wave[j];
+    power[t] = s / frame;
+  }
+  const double top = std::max(*std::max_element(power.begin(), power.end()), 1e-10);
+  long long first = -1, last = -1;
+  for (long long t = 0; t < count; ++t)
+    if (10.0 * std::log10(std::max(power[t], 1e-10) / top) > -config_.trim_db) {
+      if (first < 0) first = t;
+      last = t;
+    }
+  if (first < 0) return {};
+  const auto begin = static_cast<std::size_t>(first * hop);
+  const auto end = static_cast<std::size_t>(std::min(n, (last + 1) * hop));
+  return std::vector<float>(wave.begin() + begin, wave.begin() + end);
+}
+
+std::vector<float> WhisperFrontend::logmel(const std::vector<float>& input, std::size_t* frames) const {
+  const std::vector<float> trimmed = config_.trim_db > 0 ? trim(input) : std::vector<float>();
+  const std::vector<float>& wave = config_.trim_db > 0 ? trimmed : input;
   const std::size_t n_fft = config_.n_fft, hop = config_.hop_length, n_mels = config_.n_mels;
   const std::size_t pad = n_fft / 2, bins = n_fft / 2 + 1, len = wave.size();
   if (len < pad + 1)

@@ -64,11 +64,12 @@ VOICED_MAX_F0_JUMP = 0.1       # octaves from the 5-frame median F0 (yin is erra
 # Decoding
 # --------------------------------------------------------------------------------------------
 
-def load_audio(path, sample_rate=16000, start=None, end=None, max_seconds=None):
+def load_audio(path, sample_rate=16000, start=None, end=None, max_seconds=None, trim_db=None):
     """Decode ``path`` to mono float32 at ``sample_rate``; returns ``(S,)``.
 
     ``start``/``end`` (seconds) select a segment; ``end`` past the end of the file is clipped
-    to it. ``max_seconds`` cuts what remains. Raises :class:`BadItem` for a missing, corrupt,
+    to it. ``max_seconds`` cuts what remains; ``trim_db`` then cuts the leading and trailing
+    silence (:func:`prepare_wave`). Raises :class:`BadItem` for a missing, corrupt,
     undecodable, zero-length, silent or non-finite file and for a segment outside the file.
     """
     path = os.fspath(path)
@@ -82,14 +83,18 @@ def load_audio(path, sample_rate=16000, start=None, end=None, max_seconds=None):
         wave, file_sr = _read_soundfile(path, start, end, limit)
     else:
         wave, file_sr = _read_ffmpeg(path, sample_rate, start, end, limit), sample_rate
-    return prepare_wave(wave, file_sr, sample_rate=sample_rate, max_seconds=limit, source=path, start=start)
+    return prepare_wave(wave, file_sr, sample_rate=sample_rate, max_seconds=limit, source=path, start=start,
+                        trim_db=trim_db)
 
 
-def prepare_wave(wave, wave_rate, sample_rate=16000, max_seconds=None, source="waveform", start=None):
+def prepare_wave(wave, wave_rate, sample_rate=16000, max_seconds=None, source="waveform", start=None, trim_db=None):
     """The decoded-samples half of :func:`load_audio`, also used for in-memory waveforms
     (``emotion_mx.api``): ``(S,)`` or ``(S, channels)`` samples at ``wave_rate`` → mono float32 at
     ``sample_rate``, cut to ``max_seconds`` (at most ``MAX_DECODE_SECONDS``); BadItem for
-    zero-length, silent or non-finite audio (``source`` names it in the message)."""
+    zero-length, silent or non-finite audio (``source`` names it in the message).  ``trim_db``:
+    leading and trailing frames quieter than ``trim_db`` below the loudest are cut
+    (``librosa.effects.trim``), so corpora recorded with more or less silence around the
+    utterance give the same features (``audio.trim_db`` of a dataset config)."""
     limit = min(MAX_DECODE_SECONDS, max_seconds) if max_seconds is not None else MAX_DECODE_SECONDS
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim == 2:
@@ -104,6 +109,8 @@ def prepare_wave(wave, wave_rate, sample_rate=16000, max_seconds=None, source="w
         wave = librosa.resample(wave, orig_sr=int(wave_rate), target_sr=sample_rate, res_type="soxr_hq")
     wave = wave[:int(round(limit * sample_rate))]
     _check_wave(wave, source, start)
+    if trim_db is not None:
+        wave = librosa.effects.trim(wave, top_db=float(trim_db))[0]
     if wave.size < MIN_AUDIO_SECONDS * sample_rate:
         raise BadItem(f"audio is {wave.size / sample_rate * 1000:.0f} ms long, shorter than the "
                       f"{MIN_AUDIO_SECONDS * 1000:.0f} ms an utterance needs: {source} "

@@ -22,6 +22,7 @@ from .summary import count_macs, example_inputs, summarize
 from .text import TextBiLSTM, TextTransformer
 from .video import VideoMobileNet
 from .pretrained import ENCODERS, PRETRAINED_NAMES
+from .zoo import ZooExperts  # registers zoo_experts
 
 __all__ = [
     "get_model", "list_models", "input_names", "register_model", "valid_kwargs", "model_info",
@@ -29,5 +30,5 @@ __all__ = [
     "PRESETS", "FEATURE_DEFAULTS", "MODALITIES", "summarize", "count_macs", "example_inputs",
     "EncoderSettings", "EarlyFusion", "MidFusion", "LateFusion", "AudioCNN", "AudioCRNN", "TextTransformer",
     "TextBiLSTM", "VideoMobileNet", "MultiHeadAttention", "PositionwiseFFN", "TransformerLayer",
-    "TransformerStack", "MaskedPool", "PositionEmbedding",
+    "TransformerStack", "MaskedPool", "PositionEmbedding", "ZooExperts",
 ]

@@ -140,6 +140,7 @@ class _Embedder:
         self.net.hybridize(static_alloc=True)
         self.root = store.media_root()
         self.face_cfg = store.preprocessing().get("face", {})
+        self.trim_db = store.preprocessing().get("audio", {}).get("trim_db")
         self.context = None
         if self.kind == "minilm":
             self.tok = load_tokenizer()
@@ -149,7 +150,7 @@ class _Embedder:
     def front_end(self):
         if self.kind == "whisper":
             from ..features.whisper_frontend import WHISPER_FRONTEND
-            return dict(WHISPER_FRONTEND)
+            return dict(WHISPER_FRONTEND, trim_db=self.trim_db)
         if self.kind == "minilm":
             return {"tokenizer": "tokenizer.json (WordPiece, uncased)", "max_length": self.tok.max_length}
         return {"size": 64, "grayscale": True, "scale": "x / 255 * 2 - 1",
@@ -168,7 +169,7 @@ class _Embedder:
         mels = []
         for it in items:
             wave = load_audio(resolve_media(self.root, it.audio, it.id), 16000, it.start, it.end,
-                              max_seconds=30.0)
+                              max_seconds=30.0, trim_db=self.trim_db)
             mels.append(whisper_logmel(wave)[:3000])
         T = max(len(m) for m in mels)
         x, mask = np.zeros((len(mels), T, 80), np.float32), np.zeros((len(mels), T), np.float32)

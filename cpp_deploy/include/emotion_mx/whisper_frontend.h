@@ -31,6 +31,9 @@ struct WhisperFrontendConfig {
   /// Decoded audio is cut to this many seconds before the front end (as the Python feature
   /// extraction does; 0: no limit).  Optional in the sidecar.
   double max_seconds = 0;
+  /// Leading and trailing silence quieter than this many dB below the loudest frame is cut
+  /// before the front end (librosa.effects.trim, as the Python audio.trim_db; 0: none).
+  double trim_db = 0;
 
   /// From the sidecar's frontend.audio object; throws Error for another kind, a mel_norm other
   /// than "slaney" or an implausible constant.
@@ -80,6 +83,8 @@ class WhisperFrontend {
   /// (T, n_mels) row-major log-mel of a mono waveform at config.sample_rate, T = len / hop.
   /// Throws Error when the clip is shorter than n_fft / 2 + 1 samples.
   std::vector<float> logmel(const std::vector<float>& wave, std::size_t* frames) const;
+  /// `wave` without its leading and trailing silence (config trim_db; unchanged when 0).
+  std::vector<float> trim(const std::vector<float>& wave) const;
 
   const WhisperFrontendConfig& config() const { return config_; }
   /// (n_mels, n_fft / 2 + 1) row-major filterbank, float32 values as librosa returns them.
