@@ -272,7 +272,7 @@ class EmotionRecognizer:
             wave = wave[first:last]
         a = cfg.audio
         wave = prepare_wave(wave, int(rate), sample_rate=a.sample_rate, max_seconds=a.max_seconds,
-                            source="audio array")
+                            source="audio array", trim_db=a.trim_db)
         return audio_features_from_wave(wave, a)
 
     def _image_array(self, value, cfg):
