@@ -120,8 +120,14 @@ def test_no_model_and_bad_upload(setup, client):
     r = TestClient(app).get("/live/info")
     assert r.status_code == 503 and "no model" in r.json()["detail"]
     with client.websocket_connect("/live/ws") as ws:
+        ws.send_text(json.dumps({"type": "start", "file": "0123456789abcdef" * 2}))
+        assert json.loads(ws.receive_text()) == {"type": "error", "field": "file", "error": "unknown upload id "
+                                                 "(upload the file first; an id streams once)"}
+        assert ws.receive()["code"] == 1008
+    with client.websocket_connect("/live/ws") as ws:
         ws.send_text(json.dumps({"type": "start", "file": "nope"}))
-        assert json.loads(ws.receive_text()) == {"type": "error", "error": "unknown upload id (upload the file first)"}
+        assert json.loads(ws.receive_text()) == {"type": "error", "field": "file", "error": "expected the id POST "
+                                                 "/live/upload answered (32 hex digits)"}
 
 
 # -- a real browser ----------------------------------------------------------------------------

@@ -7,14 +7,16 @@
     GET  /model           labels, modalities, input spec and versions of the loaded models
     GET  /metrics         Prometheus metrics of this worker process
 
-Every error is JSON ``{"error": code, "detail": message[, "argument": name]}``: 413 body too
-large, 422 unsupported media, modality or malformed input, 429 too many requests in progress
-(``Retry-After``), 503 not ready or model failure, 504 timeout.  When ``emotion_mx.live``
-(the browser page) is importable its router is mounted at ``/live``.
+Every error is JSON ``{"error": code, "detail": message[, "argument": name]}`` (:mod:`.http`,
+also for the framework's own 404/405/422/400): 400 a body that cannot be parsed (multipart
+framing, JSON nested too deeply), 401 missing or wrong API key (:mod:`.security`), 413 body
+too large, 422 unsupported media, modality or malformed input, 429 too many requests in
+progress (``Retry-After``), 503 not ready or model failure, 504 timeout.  No answer shows an
+absolute server path.  When ``emotion_mx.live`` (the browser page) is importable its router
+is mounted at ``/live``.
 """
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -26,10 +28,13 @@ from . import require
 require()
 
 from fastapi import FastAPI, Request                      # noqa: E402
-from fastapi.responses import JSONResponse, Response      # noqa: E402
+from fastapi.responses import Response                    # noqa: E402
+from starlette.exceptions import HTTPException            # noqa: E402
 
 from ..api import InputError                              # noqa: E402
-from .engine import Engine, ServiceError                  # noqa: E402
+from . import security                                    # noqa: E402
+from .engine import Engine                                # noqa: E402
+from .http import BadRequest, BodyLimit, error_response, install_error_handlers, parse_json, scrub  # noqa: E402
 from .settings import ServeSettings                       # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -63,51 +68,6 @@ class Metrics:
 
     def render(self):
         return self.pc.generate_latest(self.registry), self.pc.CONTENT_TYPE_LATEST
-
-
-def error_response(status, code, detail, retry_after=None, **extra):
-    body = {"error": code, "detail": detail}
-    body.update({k: v for k, v in extra.items() if v is not None})
-    headers = {"Retry-After": str(int(retry_after))} if retry_after else None
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-class BodyLimit:
-    """ASGI middleware: a body larger than ``limit`` bytes gets 413 before it is read (by its
-    Content-Length) or as soon as it exceeds the limit (chunked uploads)."""
-
-    def __init__(self, app, limit):
-        self.app, self.limit = app, int(limit)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._reject(scope, receive, send)
-        seen = 0
-
-        async def limited():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge()
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
-
-    async def _reject(self, scope, receive, send):
-        resp = error_response(413, "payload_too_large",
-                              f"request body larger than {self.limit} bytes (the service's limit)")
-        await resp(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def versions():
@@ -148,20 +108,14 @@ def create_app(settings, engine=None, load=True):
     app = FastAPI(title="emotion_mx", version=versions()["emotion_mx"], lifespan=lifespan,
                   docs_url="/docs", redoc_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    security.install(app, settings.api_key, settings.cors_origins)     # outside the body limit
+    install_error_handlers(app)
 
     def get_engine():
         if state["engine"] is None:       # before start-up (an app mounted without its lifespan)
             state["engine"] = Engine(settings, metrics=metrics)
             state["engine"].start_loading()
         return state["engine"]
-
-    @app.exception_handler(ServiceError)
-    async def _service_error(request, e):
-        return error_response(e.status, e.code, str(e), e.retry_after, **e.extra)
-
-    @app.exception_handler(InputError)
-    async def _input_error(request, e):
-        return error_response(422, "invalid_input", str(e), argument=e.argument)
 
     @app.middleware("http")
     async def _count(request, call_next):
@@ -229,7 +183,7 @@ def create_app(settings, engine=None, load=True):
                           "max_batch": settings.max_batch, "timeout_s": settings.timeout,
                           "retries": settings.retries}}
         out["fallback"] = eng.fallback.describe() if eng.fallback else None
-        return out
+        return scrub(out)                  # folder names, never where the server keeps them
 
     @app.get("/metrics")
     async def prometheus():
@@ -252,14 +206,14 @@ async def _parse(request, tmpdir, batch, max_items):
     from . import media
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/json":
-        raw = await request.body()
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise InputError("body", f"invalid JSON ({e})") from None
+        body = parse_json(await request.body())
         return media.from_json(body, tmpdir, batch=batch, max_items=max_items)
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        form = await request.form(max_files=max_items * 3 + 3, max_fields=max_items * 8 + 8)
+        try:
+            form = await request.form(max_files=max_items * 3 + 3, max_fields=max_items * 8 + 8)
+        except HTTPException as e:          # the framework's multipart errors (no boundary...)
+            raise BadRequest(f"body: malformed {ctype} body ({str(e.detail).rstrip('.')}); let the client "
+                             "library build it (curl -F, httpx files=...)", argument="body") from None
         try:
             return await media.from_form(form, tmpdir, batch=batch, max_items=max_items)
         finally:

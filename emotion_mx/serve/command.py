@@ -5,6 +5,7 @@ import os
 import click
 
 from ..deploy.ort_runtime import CHOICES as RUNTIME_CHOICES
+from .security import KEY_ENV
 
 
 @click.command("serve")
@@ -26,20 +27,30 @@ from ..deploy.ort_runtime import CHOICES as RUNTIME_CHOICES
 @click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True,
               help="auto: the faster one measured for each model folder (runtime.json); GET /model says which.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--api-key", envvar=KEY_ENV, show_envvar=True, default=None,
+              help="Clients must send 'Authorization: Bearer KEY' or 'X-API-Key: KEY' (prefer the environment "
+                   "variable: a command line is visible to other users). Required off loopback.")
+@click.option("--no-auth", is_flag=True, help="Serve without an API key on a non-loopback --host (anyone who can "
+                                               "reach the port may use the service).")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="Allow browser pages of this origin (e.g. https://app.example.com; repeatable) [CORS closed].")
 def serve(model_dir, fallback, host, port, workers, use_ray, replicas, ray_address, timeout, retries, max_queue,
-          max_request_mb, max_batch, batch_size, no_warmup, runtime, log_level):
+          max_request_mb, max_batch, batch_size, no_warmup, runtime, log_level, api_key, no_auth, cors_origins):
     """Serve an exported model over HTTP: POST /predict, /predict/batch; GET /health, /ready,
     /model, /metrics.  Fault injection for tests: EMOTION_MX_SERVE_FAULTS (see docs/serving.md)."""
     from . import require
     from ..artifacts import read_sidecar
+    from .security import check_bind
     from .settings import ENV, ServeSettings
+    api_key = check_bind(host, api_key, no_auth)     # before anything loads: one line if refused
     require()
     for d in filter(None, (model_dir, fallback)):
         read_sidecar(d)                  # a wrong folder fails here, in one line, not in a worker
     settings = ServeSettings(model=os.path.abspath(model_dir), fallback=os.path.abspath(fallback) if fallback else None,
                              host=host, port=port, workers=workers, timeout=timeout, retries=retries,
                              max_queue=max_queue, max_request_bytes=int(max_request_mb * 1e6),
-                             max_batch=max_batch, batch_size=batch_size, warmup=not no_warmup, runtime=runtime)
+                             max_batch=max_batch, batch_size=batch_size, warmup=not no_warmup, runtime=runtime,
+                             api_key=api_key, cors_origins=tuple(cors_origins))
     if use_ray:
         if workers != 1:
             raise click.UsageError("--workers is for uvicorn; with --ray scale with --replicas")

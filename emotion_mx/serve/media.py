@@ -69,6 +69,18 @@ def _save(tmpdir, key, field, data, filename):
     return path
 
 
+def field_name(key, limit=40):
+    """A client's field name as an answer may show it: printable, at most ``limit`` characters."""
+    shown = key if key.isprintable() else key.encode("unicode_escape").decode("ascii")
+    shown = shown[:limit] + ("..." if len(shown) > limit else "")
+    return shown or "(empty name)"
+
+
+def _shown(value, limit=60):
+    text = repr(value)
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
 def _scalar(key, field, value):
     if field == "text":
         if not isinstance(value, str):
@@ -79,17 +91,17 @@ def _scalar(key, field, value):
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise InputError(key, f"expected seconds as a number, got {value!r}") from None
+        raise InputError(key, f"expected seconds as a number, got {_shown(value)}") from None
 
 
 def _split_key(key, batch):
     field, _, index = key.partition(".")
     if field not in MEDIA and field not in SCALARS:
-        raise InputError(key, f"unknown field; use {', '.join(MEDIA + tuple(SCALARS))}"
+        raise InputError(field_name(key), f"unknown field; use {', '.join(MEDIA + tuple(SCALARS))}"
                          + (" with an item index (audio.0, text.0...)" if batch else ""))
     if batch:
-        if not index.isdigit():
-            raise InputError(key, "batch fields carry the item index: audio.0, text.0, image.1...")
+        if not (index.isascii() and index.isdigit()):
+            raise InputError(field_name(key), "batch fields carry the item index: audio.0, text.0, image.1...")
         return field, int(index)
     if index:
         raise InputError(key, "item indices (audio.0...) are for /predict/batch")
@@ -163,7 +175,7 @@ def from_json(body, tmpdir, batch=False, max_items=32):
         item = {}
         for key, value in row.items():
             if key not in MEDIA and key not in SCALARS:
-                raise InputError(prefix + key, f"unknown field; use {', '.join(MEDIA + tuple(SCALARS))}")
+                raise InputError(prefix + field_name(key), f"unknown field; use {', '.join(MEDIA + tuple(SCALARS))}")
             if value is None:
                 continue
             if key in MEDIA:

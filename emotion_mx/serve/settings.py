@@ -3,8 +3,8 @@
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
 
 from ..config import from_dict
 
@@ -28,6 +28,8 @@ class ServeSettings:
     batch_size: int = 8                 # rows per forward pass of a batch
     warmup: bool = True
     runtime: str = "auto"               # mxnet | onnxruntime | auto (the faster one measured, runtime.json)
+    api_key: Optional[str] = field(default=None, repr=False)   # None: no authentication (security.check_bind)
+    cors_origins: Tuple[str, ...] = ()  # origins allowed to call from a browser page; () = CORS closed
 
     def __post_init__(self):
         from ..deploy.ort_runtime import CHOICES

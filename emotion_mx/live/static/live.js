@@ -12,11 +12,44 @@ window.liveState = state;
 function color(label) { return COLORS[state.info.labels.indexOf(label) % COLORS.length]; }
 function status(text) { $("status").textContent = text; }
 
+// The API key, when the server wants one: from the address's #key=... (never sent in a URL to
+// the server) or asked once; kept for this tab only. HTTP calls send it as X-API-Key, the
+// WebSocket (which cannot send headers) in its start message.
+const keyMatch = location.hash.match(/[#&]key=([^&]+)/);
+if (keyMatch) { sessionStorage.setItem("emotion_mx_key", decodeURIComponent(keyMatch[1])); history.replaceState(null, "", location.pathname); }
+function apiKey() { return sessionStorage.getItem("emotion_mx_key"); }
+function authHeaders() { return apiKey() ? { "X-API-Key": apiKey() } : {}; }
+async function authFetch(url, options = {}) {
+  let r = await fetch(url, { ...options, headers: { ...(options.headers || {}), ...authHeaders() } });
+  if (r.status === 401) {
+    const key = window.prompt("This page needs the server's API key:");
+    if (!key) return r;
+    sessionStorage.setItem("emotion_mx_key", key);
+    r = await fetch(url, { ...options, headers: { ...(options.headers || {}), ...authHeaders() } });
+  }
+  return r;
+}
+async function errorText(r) {
+  try { const e = await r.json(); return e.detail || e.error || r.statusText; } catch (_) { return r.statusText; }
+}
+function hasText() { return state.info.modalities.includes("text"); }
+function transcript() { return hasText() ? $("transcript").value : ""; }
+
+// The controls name only what the model takes: camera, microphone, a transcript.
+function labelControls(i) {
+  const mods = i.modalities, a = mods.includes("audio"), v = mods.includes("video");
+  $("start").textContent = "Start " + [v && "camera", a && "microphone"].filter(Boolean).join(" + ");
+  $("start").hidden = !(a || v);
+  document.querySelector(".drop-hint").textContent = `drop ${v ? "an audio or video" : "an audio (or video)"} file here`;
+  $("transcript-box").hidden = !mods.includes("text");
+}
+
 async function loadInfo() {
-  const r = await fetch("info");
-  if (!r.ok) { status("no model: " + (await r.text())); return; }
+  const r = await authFetch("info");
+  if (!r.ok) { status(r.status === 401 ? "wrong or missing API key: reload to enter it" : "no model: " + (await errorText(r))); return; }
   state.info = await r.json();
   const i = state.info;
+  labelControls(i);
   $("model").textContent = `${i.model} · ${i.modalities.join(" + ")} · window ${i.window}s / hop ${i.hop}s · ` +
                            `budget ${i.latency_budget}s`;
   $("bars").innerHTML = i.labels.map((l) =>
@@ -40,7 +73,8 @@ function openSocket(start) {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${proto}//${location.host}${location.pathname.replace(/\/[^/]*$/, "/")}ws`);
     ws.binaryType = "arraybuffer";
-    ws.onopen = () => { ws.send(JSON.stringify(start)); resolve(ws); };
+    const first = { ...start, ...(apiKey() ? { key: apiKey() } : {}), ...(transcript().trim() ? { text: transcript() } : {}) };
+    ws.onopen = () => { ws.send(JSON.stringify(first)); resolve(ws); };
     ws.onerror = (e) => reject(e);
     ws.onmessage = (e) => onMessage(JSON.parse(e.data));
     ws.onclose = () => { status(state.summary ? "finished" : "disconnected"); stopCapture(); };
@@ -54,7 +88,10 @@ function onMessage(msg) {
     state.summary = msg; window.liveSummary = msg;
     const l = msg.window_latency_ms;
     status(`finished: ${msg.windows} windows` + (l ? `, latency median ${l.median.toFixed(0)} ms` : ""));
-  } else if (msg.type === "error") { status("error: " + msg.error); window.liveError = msg.error; }
+  } else if (msg.type === "error") {
+    const text = (msg.field ? msg.field + ": " : "") + msg.error;
+    status("error: " + text); window.liveError = text;
+  }
 }
 
 function render(row) {
@@ -168,8 +205,8 @@ async function streamFile(file) {
   stopLive();
   status(`uploading ${file.name}…`);
   const form = new FormData(); form.append("file", file);
-  const r = await fetch("upload", { method: "POST", body: form });
-  if (!r.ok) { status("upload failed: " + (await r.text())); return; }
+  const r = await authFetch("upload", { method: "POST", body: form });
+  if (!r.ok) { status("upload failed: " + (await errorText(r))); return; }
   const { id } = await r.json();
   state.rows.length = 0; state.summary = null;
   const video = $("video"); video.srcObject = null; video.src = URL.createObjectURL(file);
@@ -179,6 +216,9 @@ async function streamFile(file) {
   status(`streaming ${file.name}`);
 }
 
+$("transcript").onchange = () => {      // a new transcript from now on (live streams)
+  if (state.ws && state.ws.readyState === 1 && state.media) state.ws.send(JSON.stringify({ type: "text", text: transcript() }));
+};
 $("start").onclick = startLive;
 $("stop").onclick = stopLive;
 $("file").onchange = (e) => streamFile(e.target.files[0]);
