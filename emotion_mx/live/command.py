@@ -2,10 +2,8 @@
 import click
 
 from ..optional import require
-from ..serve.security import KEY_ENV, check_bind
+from ..serve.security import KEY_ENV, WS_MAX_BYTES, check_bind
 from .protocol import MAX_UPLOAD_MB, Limits
-
-WS_MAX_BYTES = 4 * 1024 * 1024           # a WebSocket message larger than this closes the connection
 
 
 @click.command("live")

@@ -5,7 +5,7 @@ import os
 import click
 
 from ..deploy.ort_runtime import CHOICES as RUNTIME_CHOICES
-from .security import KEY_ENV
+from .security import KEY_ENV, WS_MAX_BYTES
 
 
 @click.command("serve")
@@ -61,4 +61,4 @@ def serve(model_dir, fallback, host, port, workers, use_ray, replicas, ray_addre
     import uvicorn
     os.environ[ENV] = settings.to_json()
     uvicorn.run("emotion_mx.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, timeout_graceful_shutdown=5)
+                log_level=log_level, timeout_graceful_shutdown=5, ws_max_size=WS_MAX_BYTES)
