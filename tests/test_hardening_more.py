@@ -298,6 +298,21 @@ def test_atomic_write_errors_name_the_target_not_the_temporary_file(tmp_path, ki
     assert not [f for f in os.listdir(target if kind == "folder" else target.parent) if ".tmp" in f]
 
 
+def test_unwritable_folder_names_the_target_file(tmp_path, monkeypatch):
+    """What a read-only --out folder gives (also when the tests run as root, who writes anywhere)."""
+    import errno
+    import tempfile
+    from emotion_mx.fileio import write_json
+
+    def refuse(prefix="", suffix="", dir=None):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, prefix + "abc" + suffix))
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    target = str(tmp_path / "res.json")
+    with pytest.raises(PermissionError) as e:
+        write_json(target, {"a": 1})
+    assert e.value.filename == target
+
+
 def test_store_check_on_a_run_folder_says_it_is_a_run(tmp_path):
     from emotion_mx.store import FeatureStore
     (tmp_path / "model.json").write_text("{}")
