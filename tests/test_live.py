@@ -159,3 +159,16 @@ def test_browser_camera_and_microphone(setup, tmp_path):
     assert np.abs(page.mean(0) - cli.mean(0)).max() < 0.05        # resampled audio, JPEG frames
     assert np.abs(page - cli).max() < 0.1
     assert os.path.getsize(shot) > 10000
+
+
+def test_browser_with_api_key(setup, tmp_path):
+    """With an API key the page reads it from the address's #key=... fragment, sends it as
+    X-API-Key to /info and in the WebSocket's start message, and streams as without one."""
+    from emotion_mx.live import browser, create_app
+    reason = browser.missing()
+    if reason:
+        pytest.skip(reason)
+    key = "browser-key-0123"
+    with browser.Server(create_app(setup["model"], api_key=key, **SETTINGS)) as url:
+        rows, summary, error = browser.live_session(url + f"#key={key}", setup["clip"], str(tmp_path), windows=3)
+    assert error is None and len(rows) >= 3 and summary["windows"] == len(rows), (error, len(rows))

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as hs
 
 from emotion_mx.inference.testing import face_image, tone_wave, write_av_clip, write_wav
+from emotion_mx.serve.testing import memory_bound, resident_mb
 
 SETTINGS = dict(window=1.0, hop=0.5, tolerance=0.1, latency_budget=5.0)
 KEY = "live-test-key-0123"
@@ -57,11 +58,6 @@ def tone(seconds, sr=16000):
     return (0.3 * np.sin(np.arange(int(seconds * sr)) * 2 * np.pi * 220 / sr)).astype(np.float32)
 
 
-def rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
-
-
 def until_close(ws):
     """Every JSON message up to the server's close, and the close code."""
     out = []
@@ -92,7 +88,7 @@ def no_errors_logged(caplog):
 def test_future_timestamp_is_refused_not_zero_filled(client, t, caplog):
     """One 16 KB message stamped t = 3000 s used to zero-fill 3000 s of audio (+390 MB
     resident); t = 1e12 asked for petabytes.  Now: one error naming t, nothing buffered."""
-    before = rss_mb()
+    before = resident_mb()
     with client.websocket_connect("/live/ws") as ws:
         ws.send_text(json.dumps({"type": "start", "audio": True, "video": False}))
         ws.send_bytes(audio(0.0, tone(0.5)))
@@ -106,7 +102,7 @@ def test_future_timestamp_is_refused_not_zero_filled(client, t, caplog):
     assert summary["type"] == "summary" and code == 1000
     assert summary["received"]["audio_chunks"] == 1 and summary["audio_gap_seconds"] == 0
     assert summary["stream_seconds"] == pytest.approx(0.5)
-    assert rss_mb() - before < 100
+    assert resident_mb() - before < 100
     no_errors_logged(caplog)
 
 
@@ -236,7 +232,7 @@ def test_frame_limits(model, media):
 def test_memory_stays_bounded_over_a_long_stream(client, caplog):
     """Ten minutes of stream time pushed as fast as possible, in steps of max_ahead: the
     buffer keeps one window, so resident memory barely moves."""
-    before = rss_mb()
+    before = resident_mb()
     chunk = tone(1.0)
     with client.websocket_connect("/live/ws") as ws:
         ws.send_text(json.dumps({"type": "start", "audio": True, "video": False}))
@@ -247,7 +243,7 @@ def test_memory_stays_bounded_over_a_long_stream(client, caplog):
     summary = msgs[-1]
     assert summary["type"] == "summary" and summary["received"]["audio_chunks"] == 200
     assert summary["stream_seconds"] == pytest.approx(598.0)
-    assert rss_mb() - before < 100
+    assert resident_mb() - before < 100
     no_errors_logged(caplog)
 
 
@@ -392,9 +388,15 @@ start = hs.one_of(
     control, binary)
 
 
+@pytest.fixture(scope="module")
+def rss_watch():
+    with memory_bound(300, "the WebSocket fuzz examples"):
+        yield
+
+
 @settings(max_examples=FUZZ or 60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(first=start, messages=hs.lists(hs.one_of(control, binary), max_size=8))
-def test_fuzz_websocket_protocol(client, first, messages):
+def test_fuzz_websocket_protocol(client, rss_watch, first, messages):
     """Random start and message sequences: only windows, a summary and well-formed errors come
     back, at most one error per message; no traceback in the log (checked by the fixture below)."""
     with client.websocket_connect("/live/ws") as ws:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as hs
 
 from emotion_mx.inference.testing import tone_wave, write_wav
-from emotion_mx.serve.testing import Server
+from emotion_mx.serve.testing import Server, memory_bound
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "serve-test-key-0123"
@@ -229,9 +229,15 @@ def check_answer(r):
         check_error(r, r.status_code)
 
 
+@pytest.fixture(scope="module")
+def rss_watch():
+    with memory_bound(300, "the REST fuzz examples"):
+        yield
+
+
 @settings(max_examples=FUZZ or 150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=json_body, batch=hs.booleans())
-def test_fuzz_json_bodies(client, body, batch):
+def test_fuzz_json_bodies(client, rss_watch, body, batch):
     raw = body if isinstance(body, str) else json.dumps(body)
     check_answer(client.post("/predict/batch" if batch else "/predict", content=raw.encode(),
                              headers={"content-type": "application/json"}))
@@ -239,7 +245,7 @@ def test_fuzz_json_bodies(client, body, batch):
 
 @settings(max_examples=FUZZ or 100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=raw_body, batch=hs.booleans())
-def test_fuzz_raw_bodies(client, body, batch):
+def test_fuzz_raw_bodies(client, rss_watch, body, batch):
     ctype, raw = body
     check_answer(client.post("/predict/batch" if batch else "/predict", content=raw,
                              headers={"content-type": ctype} if ctype else {}))

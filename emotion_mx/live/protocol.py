@@ -11,7 +11,8 @@ Text messages are JSON objects:
 * ``{"type": "stop"}`` — the end of the stream.
 
 Binary messages (live streams only): one byte ``a``/``v``, a little-endian float64 ``t`` (seconds
-since the stream's start), then 16 kHz mono float32 PCM in [-1, 1] (``a``) or a JPEG/PNG (``v``).
+since the stream's start), then 16 kHz mono float32 PCM (nominally in [-1, 1], at most
+``MAX_SAMPLE`` in magnitude) (``a``) or a JPEG/PNG (``v``).
 
 Every refused message gets one ``{"type": "error", "field": name, "error": message}`` naming
 what is wrong (``message``, ``type``, a start field, ``kind``, ``t``, ``payload``, ``rate``...):
@@ -43,6 +44,7 @@ KINDS = {b"a": "audio", b"v": "video"}
 START_LIVE = {"type", "audio", "video", "catch_up", "text", "key"}
 START_FILE = {"type", "file", "realtime", "text", "key"}
 UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_SAMPLE = 16.0                        # PCM is nominally [-1, 1]; browsers' resampling overshoots it
 MAX_UPLOAD_MB = 200                      # POST /live/upload (emotion-mx live --max-upload-mb)
 
 
@@ -263,8 +265,9 @@ class StreamGuard:
             raise ProtocolError("payload", f"{n} samples in one message; at most {self.limits.max_chunk_seconds:g} s "
                                            f"({int(self.limits.max_chunk_seconds * self.sr)} samples at {self.sr} Hz)")
         samples = np.frombuffer(payload, dtype="<f4")
-        if not np.all(np.isfinite(samples)) or np.abs(samples).max() > 1.0:
-            raise ProtocolError("payload", "audio samples must be finite float32 values in [-1, 1]")
+        if not np.all(np.isfinite(samples)) or np.abs(samples).max() > MAX_SAMPLE:
+            raise ProtocolError("payload", f"audio samples must be finite float32 values within ±{MAX_SAMPLE:g} "
+                                           "(PCM is nominally in [-1, 1])")
         return n
 
     def _frame(self, payload, t):

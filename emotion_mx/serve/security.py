@@ -19,7 +19,7 @@ from ..errors import EmotionMXError
 
 KEY_ENV = "EMOTION_MX_API_KEY"
 WS_MAX_BYTES = 4 * 1024 * 1024           # uvicorn closes a connection whose WebSocket message is larger
-OPEN_PATHS = ("/health", "/ready", "/live", "/live/", "/live/static/")
+OPEN_PATHS = ("/", "/health", "/ready", "/live", "/live/")      # and /live/static/*
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 
 

@@ -1,4 +1,5 @@
 """Helpers for service tests and benchmarks: the service in a subprocess on a free loopback port."""
+import contextlib
 import os
 import socket
 import subprocess
@@ -60,3 +61,19 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def resident_mb():
+    """Resident memory of this process, MB (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+@contextlib.contextmanager
+def memory_bound(limit_mb, what):
+    """Assert the resident memory grows by less than ``limit_mb`` over the block; print it."""
+    before = resident_mb()
+    yield
+    grown = resident_mb() - before
+    print(f"\nresident memory over {what}: {before:.0f} MB -> {before + grown:.0f} MB ({grown:+.0f} MB)")
+    assert grown < limit_mb, f"{what}: resident memory grew by {grown:.0f} MB"
