@@ -6,6 +6,9 @@
 * :mod:`.media`   — request bodies (multipart or JSON with base64) → ``EmotionRecognizer`` inputs;
 * :mod:`.app`     — the FastAPI application (``/predict``, ``/predict/batch``, ``/health``,
   ``/ready``, ``/model``, ``/metrics``);
+* :mod:`.http`    — the JSON error format for every error (also the framework's), path
+  scrubbing, the body-size limit and bounded JSON nesting;
+* :mod:`.security` — the optional API key, the bind check (a key off loopback) and CORS;
 * :mod:`.command` — the click command; :mod:`.ray_app` — the same app as a Ray Serve deployment.
 
 FastAPI, uvicorn, python-multipart and prometheus-client are the ``[serve]`` extra: a missing
