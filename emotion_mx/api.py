@@ -227,8 +227,8 @@ class EmotionRecognizer:
         path = os.path.abspath(os.fspath(path))
         if "\0" in path:
             raise InputError(name, "the file path contains a NUL character")
-        if not os.path.isfile(path):
-            raise InputError(name, f"file not found: {path}")
+        if not os.path.isfile(path):   # a name with a newline must not break the one-line message
+            raise InputError(name, f"file not found: {path if path.isprintable() else repr(path)}")
         item = Utterance(id=name, label="?", group="?", start=start, end=end, lang=lang,
                          **{name: os.path.relpath(path, os.sep)})
         feats = self._predictor.features(item, os.sep)

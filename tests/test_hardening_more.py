@@ -498,3 +498,11 @@ def test_cpp_checks_the_sidecar_as_strictly_as_python(cpp_binary, cpp_model, tmp
         A.read_sidecar(dst)
     with pytest.raises(EmotionMXError, match=msg.replace("(", r"\(").replace(".", r"\.")):   # ... and so does C++
         cpp.run(cpp_binary, dst, synthetic_inputs(spec, batch_size=1))
+
+
+def test_api_file_name_with_a_newline_stays_one_line(recognizer):
+    """Found by the API fuzzing: a path holding a newline split the error message in two."""
+    from emotion_mx.api import InputError
+    with pytest.raises(InputError) as e:
+        recognizer.predict(text="hello there", image="face\n.png")
+    assert "\n" not in str(e.value) and "file not found" in str(e.value) and "face\\n.png" in str(e.value)
