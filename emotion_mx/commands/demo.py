@@ -1,6 +1,7 @@
-"""`make demo`: the whole lifecycle on a synthetic tri-modal corpus, with the same commands a user runs.
+"""`make demo`: ready zoo models on real data first, then the whole lifecycle on a synthetic tri-modal
+corpus, with the same commands a user runs.
 
-corpus → build → train (2 CPU contexts) → evaluate → export → quantize → C++ predict → Python API
+zoo models (no training) → corpus → build → train (2 CPU contexts) → evaluate → export → quantize → C++ predict → Python API
 → a frozen pretrained encoder (Whisper tiny.en) with a head chosen on validation speakers → the
 same encoder fine-tuned end to end, exported as one graph and run on a raw wav.
 Each step prints the exact command it runs, so the demo doubles as a usage example.
@@ -45,6 +46,33 @@ def _finetune(out, store, corpus, items):
     return json.load(open(os.path.join(run, "eval", "metrics.json")))
 
 
+def _zoo_first():
+    """Step 0: the ready models, with no training: a sentence always, real shared clips and faces
+    when ``$EMOTION_MX_DATA`` points at the shared data."""
+    try:
+        from ..pretrained.sources import checkpoint_path
+        for name in ("whisper_base", "minilm_l6", "fer_mini_xception"):
+            checkpoint_path(name)
+    except EmotionMXError as e:                      # weights not installed: say so, skip the step
+        click.secho("\n== 0. ready models", bold=True)
+        click.echo(f"skipped: {e}")
+        return
+    _run(["zoo", "list"], "0. ready models (no corpus, no training): the zoo")
+    _run(["predict", "--text", "I waited two hours and nobody even called to say sorry."],
+         "0a. a sentence, the text model")
+    data = os.environ.get("EMOTION_MX_DATA")
+    wav = data and os.path.join(data, "ravdess", "Actor_01", "03-01-05-02-01-01-01.wav")
+    if not wav or not os.path.isfile(wav):
+        click.echo("(set EMOTION_MX_DATA to the shared data folder to see the speech and face models on real "
+                   "recordings)")
+        return
+    face = os.path.join(data, "ckplus48", "happy", sorted(os.listdir(os.path.join(data, "ckplus48", "happy")))[0])
+    _run(["predict", wav], "0b. a real RAVDESS clip (actor 01, 'angry'), the speech model")
+    _run(["predict", face], "0c. a real CK+48 face ('happy'), the face model")
+    _run(["predict", wav, face, "--text", "Kids are talking by the door."],
+         "0d. all three at once, the multimodal model (product of experts)")
+
+
 @click.command()
 @click.option("--out", default="work/demo", show_default=True, type=click.Path(), help="Working folder.")
 @click.option("--epochs", default=None, type=int, help="Override the demo training epochs.")
@@ -52,6 +80,7 @@ def main(out, epochs):
     from emotion_mx.demo import make_demo_corpus
     corpus, store, run = (os.path.join(out, d) for d in ("corpus", "store", "run"))
     export, int8 = os.path.join(out, "export"), os.path.join(out, "int8")
+    _zoo_first()
 
     click.secho("== 1. synthetic demo corpus (espeak-ng speech, transcripts, drawn face clips)", bold=True)
     items = make_demo_corpus(corpus)

@@ -9,7 +9,8 @@ from .security import KEY_ENV, WS_MAX_BYTES
 
 
 @click.command("serve")
-@click.option("--model", "model_dir", required=True, type=click.Path(), help="Exported model folder (fp32 or INT8).")
+@click.option("--model", "model_dir", default="zoo:multimodal", show_default=True, type=click.Path(),
+              help="Exported model folder (fp32 or INT8), or zoo:NAME (a ready model: emotion-mx zoo list).")
 @click.option("--fallback", type=click.Path(), help="Model served when the primary fails or times out (e.g. the INT8 export, or an audio-only model).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
@@ -39,11 +40,13 @@ def serve(model_dir, fallback, host, port, workers, use_ray, replicas, ray_addre
     """Serve an exported model over HTTP: POST /predict, /predict/batch; GET /health, /ready,
     /model, /metrics.  Fault injection for tests: EMOTION_MX_SERVE_FAULTS (see docs/serving.md)."""
     from . import require
+    from ..api import resolve_model
     from ..artifacts import read_sidecar
     from .security import check_bind
     from .settings import ENV, ServeSettings
     api_key = check_bind(host, api_key, no_auth)     # before anything loads: one line if refused
     require()
+    model_dir, fallback = (resolve_model(d) if d else d for d in (model_dir, fallback))   # zoo: assembled once
     for d in filter(None, (model_dir, fallback)):
         read_sidecar(d)                  # a wrong folder fails here, in one line, not in a worker
     settings = ServeSettings(model=os.path.abspath(model_dir), fallback=os.path.abspath(fallback) if fallback else None,
