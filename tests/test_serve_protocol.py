@@ -94,6 +94,19 @@ def test_framework_errors_in_our_format(client):
     check_error(client.post("/live/upload", data={"x": "1"}), 422, "invalid_input", "file")
 
 
+def test_a_bug_is_a_500_in_our_format():
+    """Whatever slips through is still answered in the format (and logged with its traceback)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from emotion_mx.serve.http import install_error_handlers
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_api_route("/boom", lambda: 1 / 0)
+    r = TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert r.status_code == 500 and r.json() == {"error": "internal_error",
+                                                 "detail": "internal error (logged on the server)"}
+
+
 def test_no_absolute_paths_in_answers(client, tiny_export, wav):
     """A 422 detail named the request's temporary file; /model named the export's run folder."""
     bad_wav = b"RIFF\x10\x00\x00\x00WAVEfmt garbage" * 3

@@ -25,6 +25,7 @@ falling further behind (``"catch_up": false`` in the start message processes eve
 """
 import asyncio
 import collections
+import concurrent.futures
 import json
 import logging
 import math
@@ -105,9 +106,13 @@ def _remove(path):
 
 
 class _Locked:
-    """A Predictor whose model calls are serialised (one MXNet graph shared by all streams)."""
+    """A Predictor whose model calls run one at a time on one long-lived thread (one MXNet graph
+    shared by all streams).  Not on each stream's own worker thread: MXNet keeps about 5 MB of
+    per-thread state that a finished thread never gives back (measured: +4.9 MB resident per
+    stream when every stream's thread called the model), so a client opening streams in a loop
+    could grow the server without bound."""
 
-    _lock = threading.Lock()
+    _executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-model")
 
     def __init__(self, predictor):
         self._p = predictor
@@ -116,8 +121,7 @@ class _Locked:
         return getattr(self._p, name)
 
     def predict_features(self, *args, **kw):
-        with self._lock:
-            return self._p.predict_features(*args, **kw)
+        return self._executor.submit(self._p.predict_features, *args, **kw).result()
 
 
 def configure(app, model_dir, **settings):

@@ -169,6 +169,10 @@ def install_error_handlers(app):
         return error_response(422, "invalid_input", f"{argument}: {first.get('msg', 'invalid request')}",
                               argument=argument)
 
+    @app.exception_handler(Exception)
+    async def _bug(request, e):            # a bug: logged with its traceback, the client sees our format
+        return error_response(500, "internal_error", "internal error (logged on the server)")
+
     @app.exception_handler(ClientDisconnect)
     async def _gone(request, e):
         log.debug("client went away during %s %s", request.method, request.url.path)
