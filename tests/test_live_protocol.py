@@ -403,7 +403,12 @@ start = hs.one_of(
 
 
 @pytest.fixture(scope="module")
-def rss_watch():
+def rss_watch(client):
+    with client.websocket_connect("/live/ws") as ws:         # the model's first use is not growth
+        ws.send_text(json.dumps({"type": "start", "audio": True}))
+        ws.send_bytes(audio(0.0, tone(1.0)))
+        ws.send_text(json.dumps({"type": "stop"}))
+        until_close(ws)
     with memory_bound(300, "the WebSocket fuzz examples"):
         yield
 
