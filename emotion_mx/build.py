@@ -27,6 +27,7 @@ import numpy as np
 
 from . import store as st
 from .config import DatasetConfig, dump_config, replace, to_dict
+from .contract import MODALITIES
 from .corpora import read_corpus
 from .corpora.labels import apply_label_config
 from .errors import BadItem, EmotionMXError
@@ -453,6 +454,14 @@ def _fold_stats(metas, ids):
     return out
 
 
+def built_modalities(meta):
+    """The modalities whose features the build stored for an item (from its shard metadata), not
+    the ones its manifest row names: a store built with audio and faces off is a text store."""
+    shapes = meta.get("shapes", {})
+    present = {"audio": any(k in shapes for k in NORM_FEATURES), "text": "tokens" in meta, "video": "frames" in shapes}
+    return tuple(m for m in MODALITIES if present[m])
+
+
 def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0, chash=None):
     metas = _existing(out, chash)
     usable = [it for it in items if it.id in metas]
@@ -502,7 +511,7 @@ def finalise(out, corpus, root, cfg, items, skipped, resumed=0, seconds=0.0, cha
         "labels": dict(sorted(Counter(it.label for it in usable).items())),
         "groups": dict(sorted(Counter(it.group for it in usable).items())),
         "splits_per_fold": split_counts,
-        "modalities": dict(Counter("+".join(it.modalities()) for it in usable)),
+        "modalities": dict(Counter("+".join(built_modalities(metas[it.id])) for it in usable)),
         "face_found_rate": float(np.mean(face_rates)) if face_rates else None,
         "aligned_items": sum(1 for it in usable if "words" in metas[it.id]),
         "align_failures": dict(Counter(metas[it.id]["flags"]["align_error"] for it in usable

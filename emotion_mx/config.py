@@ -14,6 +14,7 @@ duplicate keys and self-referencing aliases refused, ``base: OTHER.yaml`` compos
 """
 import collections.abc
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -236,6 +237,13 @@ def parse_yaml(text, source):
 SHIPPED_PREFIX = "configs/"
 
 
+def shipped_dirs():
+    """The folders that may hold the shipped ``configs/``: the installed package's (wheel), then
+    the source checkout's."""
+    return [os.fspath(files("emotion_mx") / "configs"),
+            os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")]
+
+
 def config_path(path):
     """``path`` if it exists; else a shipped file named ``configs/...`` from the installed
     package (wheel) or from the source checkout; else ``path`` unchanged (reported as missing)."""
@@ -247,13 +255,36 @@ def config_path(path):
         rel = rel[2:]
     if rel.startswith(SHIPPED_PREFIX):
         inner = rel[len(SHIPPED_PREFIX):]
-        candidates = [files("emotion_mx") / "configs" / inner,                  # installed wheel
-                      os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                   "configs", inner)]                            # source checkout
-        for c in candidates:
-            if os.path.isfile(os.fspath(c)):
-                return os.fspath(c)
+        for c in (os.path.join(d, inner) for d in shipped_dirs()):
+            if os.path.isfile(c):
+                return c
     return path
+
+
+def _base_path(path, base):
+    """The file ``base:`` in config ``path`` names: next to ``path`` (or absolute); else a shipped
+    config: ``configs/datasets/x.yaml``, ``datasets/x.yaml`` or a bare ``x.yaml`` / ``x`` found in
+    one shipped folder.  Not found (or a bare name in several folders): one line naming where it looked."""
+    local = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
+    if os.path.isfile(local):
+        return local
+    rel = base.replace(os.sep, "/").removeprefix("./").removeprefix(SHIPPED_PREFIX)
+    if not rel.endswith((".yaml", ".yml")):
+        rel += ".yaml"
+    for d in dict.fromkeys(shipped_dirs()):
+        if os.path.isfile(os.path.join(d, rel)):
+            return os.path.join(d, rel)
+        if "/" not in rel:                                     # a bare name: one shipped folder's file
+            found = sorted(os.path.relpath(c, d) for c in glob.glob(os.path.join(d, "**", rel), recursive=True))
+            if len(found) > 1:
+                raise ConfigError(f"{path}: base {base!r} names several shipped configs "
+                                  f"({', '.join(SHIPPED_PREFIX + f for f in found)}); write one of them as base")
+            if found:
+                return os.path.join(d, found[0])
+    shipped = " or ".join(d for d in dict.fromkeys(shipped_dirs()) if os.path.isdir(d))
+    raise ConfigError(f"{path}: base file {base!r} not found (looked next to it: {os.path.abspath(local)}; and in the shipped "
+                      f"configs: {shipped or 'none installed'}); give a path relative to this file or "
+                      "configs/<section>/<name>.yaml")
 
 
 BASE_KEY = "base"
@@ -261,7 +292,8 @@ BASE_KEY = "base"
 
 def read_yaml(path, _chain=()):
     """Read a config file into a plain mapping, resolving ``base: OTHER.yaml`` (a string at the
-    top level, relative to this file) by deep-merging this file over the base; cycles refused."""
+    top level, relative to this file, else a shipped config: :func:`_base_path`) by deep-merging
+    this file over the base; cycles refused."""
     path = config_path(path)
     real = os.path.realpath(path)
     if real in _chain:
@@ -286,14 +318,7 @@ def read_yaml(path, _chain=()):
     base = data.get(BASE_KEY)
     if isinstance(base, str):
         data = {k: v for k, v in data.items() if k != BASE_KEY}
-        base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(path), base)
-        try:
-            parent = read_yaml(base_path, (*_chain, real))
-        except ConfigError as e:
-            if str(e).startswith(os.fspath(base_path)) and "not found" in str(e):
-                raise ConfigError(f"{path}: base file {base!r} not found") from None
-            raise
-        data = _merge(parent, data)
+        data = _merge(read_yaml(_base_path(path, base), (*_chain, real)), data)
     return data
 
 

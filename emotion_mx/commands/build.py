@@ -33,7 +33,8 @@ def main(corpus, root, out, config_path, workers, folds, strict, limit, list_rea
     stats = build_dataset(corpus, root, out, cfg=cfg, workers=workers, strict=strict,
                           progress=not quiet, limit=limit)
     folds_n = len(stats["splits_per_fold"])
-    click.echo(f"built {out}: {stats['items']} items, {stats['skipped']} skipped "
+    mods = ", ".join(f"{m} {n}" for m, n in stats["modalities"].items())
+    click.echo(f"built {out}: {stats['items']} items ({mods}), {stats['skipped']} skipped "
                f"(reasons in {out}/stats.json), {len(stats['labels'])} labels, {folds_n} fold(s), "
                f"{stats['aligned_items']} word-aligned, {stats['seconds']:.1f} s")
 

@@ -8,7 +8,10 @@ Layout (``MELD.Raw``, with ``train.tar.gz`` etc. unpacked in place or into ``tra
 CSV columns: Sr No., Utterance, Speaker, Emotion, Sentiment, Dialogue_ID, Utterance_ID,
 Season, Episode, StartTime, EndTime.  Each clip is one utterance, used as video and audio;
 StartTime/EndTime (episode time) are kept in ``meta``.  The official split comes from the CSV.
+Transcripts only (no clip folders): build with ``configs/datasets/meld_text.yaml`` (audio, faces
+and alignment off); the reader says so in the log when it finds no clip folder.
 """
+import logging
 import os
 
 from ..manifest import Utterance
@@ -22,6 +25,8 @@ SPLITS = {
     "test": ("test_sent_emo.csv", "output_repeated_splits_test"),
 }
 COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID")
+TEXT_ONLY_CONFIG = "configs/datasets/meld_text.yaml"
+log = logging.getLogger(__name__)
 
 # The CSVs contain raw cp1252 punctuation (U+0080..U+009F code points): map them to Unicode.
 _CP1252 = {c: bytes([c]).decode("cp1252", errors="ignore") or None for c in range(0x80, 0xA0)}
@@ -66,5 +71,8 @@ def read_meld(root):
     present = {s: v for s, v in SPLITS.items() if os.path.isfile(os.path.join(root, v[0]))}
     if not present:
         raise LayoutError(f"no train_sent_emo.csv, dev_sent_emo.csv or test_sent_emo.csv under {root}")
+    if not any(os.path.isdir(os.path.join(root, _clip_dir(root, s, v[1]))) for s, v in present.items()):
+        log.info("no MELD clip folder under %s (%s): for the transcripts alone, build with --config %s",
+                 root, ", ".join(v[1] for v in present.values()), TEXT_ONLY_CONFIG)
     for split, (csv_name, folder) in present.items():
         yield from _split(root, split, csv_name, folder)
