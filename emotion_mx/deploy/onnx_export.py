@@ -290,17 +290,16 @@ def captured_stderr():
             box.extend(l for l in tmp.read().decode("utf-8", "replace").splitlines() if l.strip())
 
 
-def ort_session(onnx_path, threads=None, optimize=True):
-    """An ORT CPU session with every graph optimisation on; ORT's warnings are logged (not
-    hidden) and returned: ``(session, warnings)``."""
+def ort_session(onnx_path, threads=None, optimize=True, spin=False):
+    """An ORT CPU session with every graph optimisation on and explicit thread settings
+    (:func:`~.ort_runtime.session_options`); ORT's warnings are logged (not hidden) and returned:
+    ``(session, warnings)``."""
     import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                     else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    from .ort_runtime import session_options
+    opts = session_options(threads=threads, spin=spin)
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 2     # warnings and above
-    if threads:
-        opts.intra_op_num_threads = int(threads)
-        opts.inter_op_num_threads = 1
     with captured_stderr() as lines:
         sess = ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", l) for l in lines]       # ORT colours its log lines

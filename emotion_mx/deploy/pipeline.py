@@ -110,6 +110,9 @@ def summarize(report, out_dir):
     out["params_ratio"] = round(report["params"]["ratio"], 3)
     out["valid_ua"] = {"fp32": round(v["fp32"]["ua"], 4), "int8": round(v["int8"]["ua"], 4)}
     out["argmax_agreement"] = round(v["argmax_agreement"], 4)
+    if "peak_rss_mb" in report:
+        out["peak_rss_mb"] = report["peak_rss_mb"]["max"]
+        out["seconds"] = round(report["seconds"], 1)
     out["goals_met"] = {k: g["met"] for k, g in report["goals"].items() if k != "kind"}
     out["goals_met"]["kind"] = report["goals"]["kind"]
     search = report.get("int8_search")
@@ -125,14 +128,25 @@ def summarize(report, out_dir):
     if ort8 and "skipped" in ort8:     # said, not hidden: the MXNet INT8 model above still stands
         out["onnxruntime_int8"] = "skipped: " + ort8["skipped"]
     elif ort8:
-        out["onnxruntime_int8"] = {"op_types": ort8["op_types"], "valid_ua": round(ort8["int8"]["ua"], 4),
+        out["onnxruntime_int8"] = {"precision": ort8["precision"], "op_types": ort8["op_types"],
+                                   "why": ort8["reason"], "valid_ua": round(ort8["int8"]["ua"], 4),
                                    "argmax_agreement": round(ort8["argmax_agreement"], 4)}
         out["runtime"] = f"{report['runtime']['choice']} ({report['runtime']['speedup']:.2f}x faster, measured here)"
     return out
 
 
+def peak_rss_mb():
+    """Peak resident memory so far, in MB: this process and its finished children
+    (``resource.getrusage``; Linux reports kB)."""
+    import resource
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    return {"self": round(own, 1), "children": round(children, 1), "max": round(max(own, children), 1)}
+
+
 def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batches=8, batch_size=32,
-                 exclude=(), fold=0, repeats=30, onnx=True, search=True, floor=AGREEMENT_FLOOR, fallback_steps=16):
+                 exclude=(), fold=0, repeats=30, onnx=True, search=True, floor=AGREEMENT_FLOOR, fallback_steps=16,
+                 progress=None):
     """Quantize a run's best parameters; write the INT8 model dir and quant_report.json.
 
     ``search``: the layers kept fp32 are chosen by measurement (:func:`search_int8`: of the
@@ -155,7 +169,7 @@ def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batche
     if search:
         qsym, qargs, qaux, info = search_int8(sym, args, aux, names, batches, valid_x, floor=floor, exclude=exclude,
                                               calib_mode=calib_mode, batch_size=batch_size,
-                                              fallback_steps=fallback_steps)
+                                              fallback_steps=fallback_steps, progress=progress)
     else:
         qsym, qargs, qaux, info = quantize_symbol(sym, args, aux, names, batches, calib_mode=calib_mode,
                                                   exclude=exclude)
@@ -180,13 +194,16 @@ def quantize_run(run_dir, data_dir, out_dir, *, calib_mode="naive", calib_batche
     if onnx:
         from .ort_runtime import measure_runtimes, quantize_onnx_run
         logits32 = predict(sym, args, aux, names, valid_x, backend="fused")
-        report["onnxruntime_int8"] = quantize_onnx_run(net, spec, out_dir, batches, valid_x, valid_y, logits32,
-                                                       calib_mode=calib_mode)
-        if "skipped" not in report["onnxruntime_int8"]:
+        ort8 = quantize_onnx_run(net, spec, out_dir, batches, valid_x, valid_y, logits32, calib_mode=calib_mode,
+                                 batch_size=batch_size, progress=progress)
+        report["onnxruntime_int8"] = ort8
+        if "skipped" not in ort8:
+            note = None if ort8["precision"] == "int8" else "model.onnx is fp32: " + ort8["reason"]
             record = measure_runtimes(out_dir, batch_sizes=(1, batch_size), measured_at="quantize",
-                                      repeats=max(2, repeats // 5))
+                                      repeats=max(2, repeats // 5), onnx_note=note)
             report["runtime"] = {k: record[k] for k in ("choice", "speedup", "latency_ms")}
     report["seconds"] = time.time() - t0
+    report["peak_rss_mb"] = peak_rss_mb()
     report["summary"] = summarize(report, out_dir)
     write_json(os.path.join(out_dir, A.QUANT_REPORT), report)
     return report

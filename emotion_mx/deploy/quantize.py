@@ -61,13 +61,17 @@ def resolve_exclusions(fused_sym, patterns):
     """Node names in the fused fp32 graph to keep fp32, for user patterns.
 
     A pattern is a block prefix (``mid_tiny_fusion_``), an exact op name, or a glob; it matches
-    a fused node if it matches the node or any op fused into it.  Unmatched patterns are an
+    a fused node if it matches the node or any op fused into it (an exact op name matches that
+    op alone, not the ops it is a prefix of).  Unmatched patterns are an
     error (a typo would otherwise silently quantize the layer).
     """
     nodes = [n for n in graph_nodes(fused_sym) if n["op"] != "null"]
     out, unmatched = {}, []
     for pat in patterns:
-        hit = [n["name"] for n in nodes if any(_matches(m, pat) for m in _members(n))]
+        # an exact op name names that op only, even where it is a prefix of others ("..._conv"
+        # of "..._conv1"): the per-layer fallback excludes layers by their exact names
+        hit = [n["name"] for n in nodes if pat in _members(n)]
+        hit = hit or [n["name"] for n in nodes if any(_matches(m, pat) for m in _members(n))]
         if not hit:
             unmatched.append(pat)
         for h in hit:
@@ -139,20 +143,15 @@ def _runtime_failures(qsym, qargs, qaux, probe, excluded):
         return {name: "rejected at run time: " + reason.split("Check failed:", 1)[-1].strip()[:160]}
 
 
-def _probe_graph(fused, arg_params, aux_params, names, probe, excluded, excluded_ops, quantized_dtype):
-    """The backend-fused INT8 graph calibrated (naive) on the probe batch alone.
+def _probe_graph(fused, arg_params, aux_params, qsym, collector, cache, quantized_dtype):
+    """The backend-fused INT8 graph calibrated with the cached thresholds.
 
     Calibrated, not raw: an uncalibrated quantize node emits int8 where the calibrated one emits
     uint8 (non-negative ranges, e.g. softmax probabilities with ``quantized_dtype='auto'``), and
     oneDNN's quantized self-attention value op accepts only the latter."""
-    import mxnet as mx
-    from mxnet.contrib.quantization import calib_graph, quantize_graph
-    qsym, _, _, collector = quantize_graph(
-        fused, arg_params, aux_params, ctx=mx.cpu(), excluded_sym_names=sorted(excluded),
-        excluded_op_names=list(excluded_ops), calib_mode="naive", quantized_dtype=quantized_dtype,
-        quantize_mode="full", logger=None)
-    _Calibrator(fused, arg_params, aux_params, names).run([probe], collector)
-    qsym, qargs, qaux = calib_graph(qsym, arg_params, aux_params, collector, calib_mode="naive",
+    from mxnet.contrib.quantization import calib_graph
+    th = _Thresholds(cache.thresholds(collector.include_layer))
+    qsym, qargs, qaux = calib_graph(qsym, arg_params, aux_params, th, calib_mode="customize",
                                     quantized_dtype=quantized_dtype, logger=None)
     qsym = qsym.get_backend_symbol("MKLDNN_QUANTIZE")
     return qsym, {k: v for k, v in qargs.items() if k in set(qsym.list_arguments())}, qaux
@@ -163,6 +162,42 @@ class _Thresholds:
 
     def __init__(self, min_max_dict):
         self.min_max_dict = min_max_dict
+
+
+class CalibrationCache:
+    """Calibrate once, reuse for every candidate: thresholds ``{layer output: (min, max)}`` of
+    the fused fp32 graph on the calibration batches, collected the first time a layer output is
+    asked for (one calibration pass per batch of new names, usually one in all).
+
+    Every candidate exclusion set quantizes the same fused fp32 graph, so the same layer output
+    has the same range whichever set asks: naive = min/max over the batches; entropy = the
+    KL-optimal thresholds computed the ``auto`` way ((0, th) for non-negative outputs, see
+    :func:`quantize_symbol`).  The executors of a pass are dropped when it ends."""
+
+    def __init__(self, fused, arg_params, aux_params, names, batches, calib_mode="naive"):
+        if calib_mode not in CALIB_MODES:
+            raise EmotionMXError(f"unknown calibration mode '{calib_mode}'; choose from {', '.join(CALIB_MODES)}")
+        self.fused, self.args, self.aux, self.names = fused, arg_params, aux_params, names
+        self.batches, self.calib_mode = list(batches), calib_mode
+        self.th, self.passes, self.examples = {}, 0, 0
+
+    def thresholds(self, layers):
+        from mxnet.contrib.quantization import (_get_optimal_thresholds, _LayerHistogramCollector,
+                                                _LayerOutputMinMaxCollector)
+        layers = set(layers)
+        missing = layers - set(self.th)
+        if missing:
+            if self.calib_mode == "naive":
+                collector = _LayerOutputMinMaxCollector("int8", include_layer=missing)
+            else:
+                collector = _LayerHistogramCollector(include_layer=missing)
+            self.examples = _Calibrator(self.fused, self.args, self.aux, self.names).run(self.batches, collector)
+            self.passes += 1
+            if self.calib_mode == "naive":
+                self.th.update(collector.min_max_dict)
+            else:
+                self.th.update(_get_optimal_thresholds(collector.hist_dict, "auto"))
+        return {k: v for k, v in self.th.items() if k in layers}
 
 
 class _Calibrator:
@@ -207,11 +242,13 @@ def default_dtype(sym):
 
 def quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mode="naive",
                     exclude=(), excluded_ops=DEFAULT_EXCLUDED_OPS, quantized_dtype=None,
-                    max_rounds=20):
+                    max_rounds=20, cache=None):
     """INT8 symbol and params for an fp32 graph with named inputs.
 
     ``calib_batches``: a sequence of dicts name → float32 array (training split);
-    ``quantized_dtype`` None: :func:`default_dtype` of the graph.
+    ``quantized_dtype`` None: :func:`default_dtype` of the graph; ``cache``: a
+    :class:`CalibrationCache` over the same graph and batches shared by several calls (the
+    search), else one is made for this call.
     Returns ``(qsym, qarg_params, qaux_params, info)``; ``info`` has ``excluded``
     ({fused node: reason}), ``calib_examples`` and the operator census of the result.
     """
@@ -224,6 +261,11 @@ def quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mod
     if not calib_batches:
         raise EmotionMXError("no calibration batches (the training split is empty?)")
     fused = sym.get_backend_symbol("MKLDNN_QUANTIZE")
+    if cache is None:
+        cache = CalibrationCache(fused, arg_params, aux_params, names, calib_batches, calib_mode)
+    elif cache.calib_mode != calib_mode:
+        raise ValueError("the calibration cache was made for another calibration mode")
+    fused = cache.fused
     excluded = resolve_exclusions(fused, list(exclude))
     probe = {n: np.asarray(calib_batches[0][n], dtype=np.float32) for n in names}
     for _ in range(max_rounds):
@@ -233,8 +275,8 @@ def quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mod
             quantized_dtype=quantized_dtype, quantize_mode="full", logger=None)
         bad = {k: v for k, v in unsafe_nodes(qsym, arg_params).items() if k not in excluded}
         if not bad:
-            bad = _runtime_failures(*_probe_graph(fused, arg_params, aux_params, names, probe, excluded,
-                                                  excluded_ops, quantized_dtype), probe, excluded)
+            bad = _runtime_failures(*_probe_graph(fused, arg_params, aux_params, qsym, collector, cache,
+                                                  quantized_dtype), probe, excluded)
         if not bad:
             break
         for k, v in bad.items():
@@ -242,18 +284,13 @@ def quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mod
         excluded.update(bad)
     else:
         raise EmotionMXError("quantization kept finding unsupported patterns; exclude more layers with --exclude")
-    n = _Calibrator(fused, arg_params, aux_params, names).run(calib_batches, collector)
-    mode = calib_mode
-    if calib_mode == "entropy":
-        # MXNet computes symmetric (-th, th) entropy thresholds for int8 even for non-negative
-        # (ReLU) outputs, which oneDNN then emits as uint8: the next quantized conv fails with
-        # "Expect int8 when data_min < 0.0".  Thresholds computed the 'auto' way give (0, th)
-        # there, like naive calibration does.
-        from mxnet.contrib.quantization import _get_optimal_thresholds
-        collector = _Thresholds(_get_optimal_thresholds(collector.hist_dict, "auto"))
-        mode = "customize"
-    qsym, qargs, qaux = calib_graph(qsym, arg_params, aux_params, collector,
-                                    calib_mode=mode, quantized_dtype=quantized_dtype, logger=None)
+    # MXNet computes symmetric (-th, th) entropy thresholds for int8 even for non-negative (ReLU)
+    # outputs, which oneDNN then emits as uint8: the next quantized conv fails with "Expect int8
+    # when data_min < 0.0".  The cache computes them the 'auto' way: (0, th) there, as naive does.
+    th = _Thresholds(cache.thresholds(collector.include_layer))
+    n = cache.examples
+    qsym, qargs, qaux = calib_graph(qsym, arg_params, aux_params, th, calib_mode="customize",
+                                    quantized_dtype=quantized_dtype, logger=None)
     qsym = qsym.get_backend_symbol("MKLDNN_QUANTIZE")
     qargs = {k: v for k, v in qargs.items() if k in set(qsym.list_arguments())}
     try:  # fail here, with a clear message, rather than in C++ or at serving time
@@ -362,8 +399,11 @@ def _present(member_names, patterns):
 
 def search_int8(sym, arg_params, aux_params, names, calib_batches, valid_inputs, *, candidates=INT8_CANDIDATES,
                 floor=AGREEMENT_FLOOR, select="fastest", exclude=(), calib_mode="naive", quantized_dtype=None,
-                batch_size=32, rounds=3, repeats=5, fallback_steps=16):
+                batch_size=32, rounds=3, repeats=5, fallback_steps=16, progress=None):
     """Quantize with each candidate exclusion set and keep one, chosen by measurement.
+
+    Calibrated once (:class:`CalibrationCache`): every candidate reuses the same ranges.
+    ``progress``: called with one line per candidate (the command prints it).
 
     1. per candidate (patterns matching no op of this model dropped; a set equal to an earlier
        one skipped; ``exclude`` — the user's — added to every set): :func:`quantize_symbol`,
@@ -385,6 +425,7 @@ def search_int8(sym, arg_params, aux_params, names, calib_batches, valid_inputs,
         raise EmotionMXError(f"unknown INT8 selection '{select}'; choose from {', '.join(SELECT)}")
     ref = predict(sym, arg_params, aux_params, names, valid_inputs, batch_size=batch_size, backend="fused")
     fused = sym.get_backend_symbol("MKLDNN_QUANTIZE")
+    cache = CalibrationCache(fused, arg_params, aux_params, names, calib_batches, calib_mode)   # calibrate once
     members = [m for n in graph_nodes(fused) if n["op"] != "null" for m in _members(n)]
     fused_ops = {n["op"] for n in graph_nodes(fused)}
     tried, built, seen = [], {}, set()
@@ -398,18 +439,25 @@ def search_int8(sym, arg_params, aux_params, names, calib_batches, valid_inputs,
         tried.append(entry)
         try:
             q = quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mode=calib_mode,
-                                exclude=pats, excluded_ops=DEFAULT_EXCLUDED_OPS + ops, quantized_dtype=quantized_dtype)
+                                exclude=pats, excluded_ops=DEFAULT_EXCLUDED_OPS + ops, quantized_dtype=quantized_dtype,
+                                cache=cache)
         except EmotionMXError as e:
             entry["skipped"] = str(e)
+            if progress:
+                progress(f"INT8 candidate {len(tried)}: {cand['label']}: skipped ({e})")
             continue
         entry["structure"] = int8_structure(q[0])
         if not entry["structure"]["int8"]:    # e.g. "convolutions only" on Whisper: its 1-D stem stays fp32
             entry["skipped"] = "no layer of this model runs INT8 with this set"
+            if progress:
+                progress(f"INT8 candidate {len(tried)}: {cand['label']}: skipped (no INT8 layer)")
             continue
         logits = predict(*q[:3], names, valid_inputs, batch_size=batch_size, backend="asis")
         entry.update(argmax_agreement=float(np.mean(logits.argmax(1) == ref.argmax(1))),
                      max_abs_logit_diff=float(np.abs(logits - ref).max()))
         built[len(tried) - 1] = q
+        if progress:
+            progress(f"INT8 candidate {len(tried)}: {cand['label']}: agreement {entry['argmax_agreement']:.3f}")
         if select == "first" and entry["argmax_agreement"] >= floor:
             break
     if not built:
@@ -417,10 +465,13 @@ def search_int8(sym, arg_params, aux_params, names, calib_batches, valid_inputs,
     ok = [i for i in built if tried[i]["argmax_agreement"] >= floor]
     if not ok and fallback_steps:                                   # 1b. measured per-layer fallback
         base = max(built, key=lambda i: tried[i]["argmax_agreement"])
+        if progress:
+            progress(f"no candidate reached agreement {floor:.2f}: per-layer sensitivity, then up to "
+                     f"{fallback_steps} layers back to fp32")
         q, entry = _sensitive_fallback(sym, arg_params, aux_params, names, calib_batches, valid_inputs, ref,
                                        tried[base], fused, floor, fallback_steps,
                                        dict(calib_mode=calib_mode, quantized_dtype=quantized_dtype,
-                                            batch_size=batch_size))
+                                            batch_size=batch_size, cache=cache))
         if q is not None:
             tried.append(entry)
             built[len(tried) - 1] = q
@@ -444,7 +495,7 @@ def search_int8(sym, arg_params, aux_params, names, calib_batches, valid_inputs,
                   "reaching the agreement floor")
     qsym, qargs, qaux, info = built[keep]
     info["search"] = {"chosen": tried[keep]["label"], "reason": reason, "floor": floor, "select": select,
-                      "candidates": tried}
+                      "candidates": tried, "calibration_passes": cache.passes}
     return qsym, qargs, qaux, info
 
 
@@ -457,7 +508,7 @@ def _sensitive_fallback(sym, arg_params, aux_params, names, calib_batches, valid
     def run(exclude):
         q = quantize_symbol(sym, arg_params, aux_params, names, calib_batches, calib_mode=kw["calib_mode"],
                             exclude=exclude, excluded_ops=DEFAULT_EXCLUDED_OPS + tuple(base["excluded_ops"]),
-                            quantized_dtype=kw["quantized_dtype"])
+                            quantized_dtype=kw["quantized_dtype"], cache=kw["cache"])
         return q, predict(*q[:3], names, valid_inputs, batch_size=kw["batch_size"], backend="asis")
 
     # a quantizable layer is named by its first op (a fused Conv+BN+ReLU by the Conv's name):
