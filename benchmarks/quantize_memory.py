@@ -33,6 +33,8 @@ def main():
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--valid", type=int, default=64, help="validation items for the agreement")
     p.add_argument("--fallback-steps", type=int, default=16)
+    p.add_argument("--floor", type=float, default=None,
+                   help="agreement floor (default the search's; above 1 forces the per-layer fallback, the worst case)")
     p.add_argument("--pretrained", action="store_true", help="the checkpoint's weights (downloads it)")
     args = p.parse_args()
     cpu = cpu_info()
@@ -51,13 +53,14 @@ def main():
     def progress(line):
         print(f"[{time.time() - t0:5.0f} s, peak {peak_rss_mb()['self']:6.0f} MB] {line}", flush=True)
 
+    kw = {} if args.floor is None else {"floor": args.floor}
     *_, info = search_int8(sym, params, aux, names, calib, valid, batch_size=args.batch_size,
-                           fallback_steps=args.fallback_steps, progress=progress)
+                           fallback_steps=args.fallback_steps, progress=progress, **kw)
     s = info["search"]
     peak = peak_rss_mb()
     print(f"\n{args.encoder} ({'checkpoint' if args.pretrained else 'random'} weights), {args.calib_batches}x"
           f"{args.batch_size} calibration items, {args.valid} validation items, fallback steps "
-          f"{args.fallback_steps}: chosen '{s['chosen']}' ({s['reason']}); {len(s['candidates'])} candidates, "
+          f"{args.fallback_steps}, floor {s['floor']}: chosen '{s['chosen']}' ({s['reason']}); {len(s['candidates'])} candidates, "
           f"{s['calibration_passes']} calibration pass(es); peak resident memory {peak['max']:.0f} MB; "
           f"{time.time() - t0:.0f} s")
 

@@ -2,6 +2,12 @@
 
     nice -n 10 .venv/bin/python benchmarks/runtimes.py \\
         --case "EmoDB CNN" work/emodb_run work/emodb --case "mid_tiny" RUN STORE [--rounds 5]
+    nice -n 10 .venv/bin/python benchmarks/runtimes.py --preset all [--preset whisper_tiny_en ...]
+
+``--preset NAME`` (or ``all``): a random-weight run of the preset at its own input sizes
+(``model_input_sizes``: Whisper 80 mel bins), no store: latency only (MXNet INT8 from
+``quantize_symbol`` and ORT INT8 from ``quantize_onnx`` calibrated on random inputs; a runtime a
+preset cannot use — RNN graphs have no ONNX — is printed as n/a with the reason).
 
 Per case: ``quantize_run`` (MXNet INT8, its fp32 layers chosen by measurement, + ORT QDQ INT8
 from the same calibration batches of the training split, accuracy on the validation split) and ``export --onnx`` of the fp32 run into a
@@ -115,17 +121,87 @@ def run_case(label, run_dir, data_dir, rounds, repeats, tmp, profile=False):
         print_profile(fp32_dir, int8_dir, 1)
 
 
+PRESET_FEATURES = dict(audio_dim=64, audio_frames=300, max_tokens=32, num_frames=8, frame_size=48)
+
+
+def run_preset(name, rounds, repeats, tmp):
+    """Latency of the four runtimes on a random-weight run of preset ``name`` (no store)."""
+    from emotion_mx.deploy.onnx_export import export_onnx
+    from emotion_mx.deploy.ort_runtime import quantize_onnx
+    from emotion_mx.deploy.quantize import quantize_symbol
+    from emotion_mx.deploy.testing import make_run
+    from emotion_mx.errors import EmotionMXError
+    from emotion_mx.models import model_input_sizes
+    fixed = model_input_sizes(name)
+    run = os.path.join(tmp, "run")
+    make_run(run, name, **{k: v for k, v in PRESET_FEATURES.items() if k not in fixed})
+    fp32_dir = os.path.join(tmp, "fp32")
+    sidecar = A.export_run(run, fp32_dir)
+    names = [i["name"] for i in sidecar["inputs"]]
+    sym, args, aux = A.load_symbol_params(fp32_dir)
+    calib = [random_inputs(sidecar, batch_size=8, seed=s) for s in range(2)]
+    notes, int8 = [], None
+    try:
+        int8 = quantize_symbol(sym, args, aux, names, calib)[:3]
+    except EmotionMXError as e:
+        notes.append(f"MXNet INT8 n/a: {e}")
+    onnx_ok = True
+    try:
+        export_onnx(fp32_dir)
+        quantize_onnx(os.path.join(fp32_dir, A.ONNX_MODEL), os.path.join(tmp, "int8.onnx"), calib)
+    except EmotionMXError as e:
+        onnx_ok = False
+        notes.append(f"ORT n/a: {e}")
+    rows = []
+    for bs in (1, 32):
+        batch = random_inputs(sidecar, batch_size=bs, seed=1)
+        shapes = {k: x.shape for k, x in batch.items()}
+        runners = {"MXNet fp32-fused": Runner(sym, args, aux, shapes, backend="fused")}
+        if int8:
+            runners["MXNet INT8"] = Runner(*int8, shapes, backend="asis")
+        if onnx_ok:
+            runners["ORT fp32"] = OrtRunner(os.path.join(fp32_dir, A.ONNX_MODEL))
+            runners["ORT INT8"] = OrtRunner(os.path.join(tmp, "int8.onnx"))
+        res = compare_latency(runners, batch, rounds=rounds, repeats=repeats)
+        base = res["MXNet fp32-fused"]["rounds"]
+        for k in runners:
+            rows.append((bs, k, _fmt(res[k]["rounds"]), _fmt([b / t for b, t in zip(base, res[k]["rounds"])])))
+    print(f"\n### preset {name} (random weights; inputs {sidecar_shapes(sidecar)})\n")
+    print("| batch | runtime | ms | speed-up vs MXNet fp32-fused |\n|---|---|---|---|")
+    for bs, k, ms, ratio in rows:
+        print(f"| {bs} | {k} | {ms} | {ratio}x |")
+    for n in notes:
+        print(f"\n{n}")
+    sys.stdout.flush()
+
+
+def sidecar_shapes(sidecar):
+    return ", ".join(f"{i['name']} {tuple(i['shape'][1:])}" for i in sidecar["inputs"] if not i["name"].endswith("_mask"))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--case", nargs=3, action="append", metavar=("LABEL", "RUN", "STORE"), required=True)
+    p.add_argument("--case", nargs=3, action="append", metavar=("LABEL", "RUN", "STORE"), default=[])
+    p.add_argument("--preset", action="append", default=[], metavar="NAME",
+                   help="a registered preset with random weights at its own input sizes, or 'all' (repeatable)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=10, help="calls per runtime per round")
     p.add_argument("--profile", action="store_true", help="also the per-operator profile of MXNet fp32 vs INT8 at batch 1")
     args = p.parse_args()
+    if not args.case and not args.preset:
+        p.error("give --case LABEL RUN STORE or --preset NAME")
+    from emotion_mx.deploy.ort_runtime import thread_settings
     cpu = cpu_info()
     print(f"# {cpu['model']}, {cpu['cores']} cores ({', '.join(cpu['flags'])}); "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; medians (min..max) over {args.rounds} "
-          f"interleaved rounds of {args.repeats} calls")
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; ORT {thread_settings()}; medians (min..max) over "
+          f"{args.rounds} interleaved rounds of {args.repeats} calls")
+    presets = args.preset
+    if "all" in presets:
+        from emotion_mx.models import list_models
+        presets = list_models()
+    for name in presets:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_preset(name, args.rounds, args.repeats, tmp)
     for label, run_dir, data_dir in args.case:
         with tempfile.TemporaryDirectory() as tmp:
             run_case(label, run_dir, data_dir, args.rounds, args.repeats, tmp, profile=args.profile)

@@ -1,6 +1,10 @@
 """Training throughput: fp32 vs ``--amp`` (bfloat16 on CPU), hand-written vs fused AdamW.
 
-    nice -n 10 .venv/bin/python benchmarks/train_speed.py [--models audio_cnn,late_base] [--rounds 3]
+    nice -n 10 .venv/bin/python benchmarks/train_speed.py [--models audio_cnn,late_base|all] [--rounds 3]
+
+Every preset runs at its own input sizes (``emotion_mx.models.model_input_sizes``: Whisper takes 80
+mel bins, MiniLM its WordPiece vocabulary, mini-Xception 64 px faces); ``all``: every registered
+preset.  The CPU's ISA flags and thread settings are printed above the tables.
 
 Two tables, both same-run ratios (median and min..max over interleaved rounds):
 
@@ -28,6 +32,21 @@ sys.path.insert(0, ROOT)
 FEATURES = dict(audio_dim=64, audio_frames=300, max_tokens=32, num_frames=8, frame_size=48)
 
 
+def features_for(model):
+    """The benchmark's input sizes, except where the preset fixes its own (pretrained encoders)."""
+    from emotion_mx.models import model_input_sizes
+    fixed = model_input_sizes(model)
+    return {k: v for k, v in FEATURES.items() if k not in fixed}
+
+
+def isa_line():
+    from emotion_mx.deploy.pipeline import cpu_info
+    cpu = cpu_info()
+    return (f"{cpu['model']}, {cpu['cores']} cores ({', '.join(cpu['flags']) or 'no AVX2'}); "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, MXNET_CPU_WORKER_NTHREADS="
+            f"{os.environ.get('MXNET_CPU_WORKER_NTHREADS')}")
+
+
 def _setup(model, batch_size, precision):
     import mxnet as mx
     import numpy as np
@@ -36,7 +55,7 @@ def _setup(model, batch_size, precision):
     from emotion_mx.training.amp import init_amp
     if precision != "fp32":
         init_amp("bfloat16", keep_fp32_slow_ops=precision == "amp")
-    net, spec = spec_for(model, **FEATURES)
+    net, spec = spec_for(model, **features_for(model))
     net.initialize(mx.init.Xavier())
     net.hybridize(static_alloc=True)
     names = list(spec["inputs"])
@@ -123,9 +142,12 @@ def main():
         model, precision, steps = args.child
         print(json.dumps(_samples_per_s(model, args.batch_size, precision, int(steps))))
         return
-    models = args.models.split(",")
-    print(f"# batch {args.batch_size}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
-          f"medians (min..max) over {args.rounds} interleaved rounds\n")
+    if args.models == "all":
+        from emotion_mx.models import list_models
+        models = list_models()
+    else:
+        models = args.models.split(",")
+    print(f"# {isa_line()}; batch {args.batch_size}; medians (min..max) over {args.rounds} interleaved rounds\n")
     print("## optimizer step (ms per Trainer.step)\n")
     print("| model | params | step, hand-written | step, fused | speed-up | fp32 samples/s, hand-written | "
           "fp32 samples/s, fused | speed-up |")

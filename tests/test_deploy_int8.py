@@ -103,6 +103,8 @@ def test_search_int8_keeps_the_fastest_faithful_candidate(fp32):
     fastest = min(c["ms"] for c in timed)
     assert s["chosen"] == next(c["label"] for c in timed if c["ms"] <= fastest * (1 + TIE))
     assert s["reason"].startswith("fastest")
+    # calibrated once, reused by every candidate (issue 25: bounded memory and time)
+    assert 1 <= s["calibration_passes"] < len(labels)
     # "convolutions only": every Dense of mid_tiny stays fp32, its convolutions run INT8
     conv = next(c for c in s["candidates"] if c["label"].startswith("convolutions only"))
     assert conv["structure"]["int8"] and all("conv" in n for n in conv["structure"]["int8"])
@@ -177,6 +179,8 @@ def test_quantize_run_writes_model_and_report(fp32, tmp_path, monkeypatch):
     assert report["summary"]["int8_layers"]["chosen"] == search["chosen"]
     assert len(report["summary"]["int8_layers"]["candidates"]) == len(search["candidates"])
     assert report["cpu"]["cores"] >= 1
+    assert report["peak_rss_mb"]["max"] >= report["peak_rss_mb"]["self"] > 0
+    assert report["summary"]["peak_rss_mb"] == report["peak_rss_mb"]["max"]
     # the INT8 directory has the export layout and reloads in Gluon
     block, sidecar = A.load_exported(out)
     assert sidecar["precision"] == "int8" and sidecar["quantization"]["calib_examples"] == 32
