@@ -224,8 +224,10 @@ def test_progress_lines_off_a_terminal_and_a_bar_on_one(monkeypatch):
 
 
 def test_build_shows_progress_in_a_log(meld_text, tmp_path, monkeypatch, capsys):
+    from emotion_mx.config import AlignConfig, AudioConfig, FaceConfig
     monkeypatch.setenv("EMOTION_MX_PROGRESS_SECONDS", "0")
-    cfg = load_config(MELD_CONFIG, DatasetConfig, sets=["shard_size=4"])
+    cfg = DatasetConfig(corpus="meld", audio=AudioConfig(enabled=False), face=FaceConfig(enabled=False),
+                        align=AlignConfig(enabled=False), shard_size=4)
     build_dataset(cfg.corpus, str(meld_text), str(tmp_path / "store"), cfg=cfg)
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("features:")]
     assert [ln.split(", ")[0] for ln in lines] == ["features: 4/12 items (33%)", "features: 8/12 items (67%)",
@@ -250,3 +252,19 @@ def test_training_shows_batches_within_an_epoch(tmp_path, monkeypatch, capsys):
     assert "done in" in first[-1]
     assert sum(ln.startswith("epoch 2/2:") for ln in lines) == 5
     assert [m.split(":")[0] for m in echoed if m.startswith("epoch ")] == ["epoch 1", "epoch 2"]
+
+
+def test_the_documented_fer2013_csv_conversion_reads_with_the_official_split(tmp_path, monkeypatch):
+    """docs/corpora.md's snippet turns FER2013's original fer2013.csv into images + labels.csv."""
+    text = open(os.path.join(ROOT, "docs", "corpora.md"), encoding="utf-8").read()
+    snippet = re.search(r"FER2013 from the original `fer2013.csv`.*?```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    pixels = " ".join(["128"] * 48 * 48)
+    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "".join(
+        f"{e},{pixels},{u}\n" for e, u in ((0, "Training"), (3, "PublicTest"), (6, "PrivateTest"), (3, "Training"))))
+    exec(compile(snippet, "docs/corpora.md", "exec"), {})
+    items, skipped = read_corpus("fer2013", str(tmp_path / "fer2013"))
+    assert skipped == []
+    got = sorted((it.image, it.label, it.split, it.group == it.id) for it in items)
+    assert got == [("angry/00000.png", "angry", "train", True), ("happy/00001.png", "happy", "valid", True),
+                   ("happy/00003.png", "happy", "train", True), ("neutral/00002.png", "neutral", "test", True)]
