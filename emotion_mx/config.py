@@ -282,9 +282,9 @@ def _base_path(path, base):
             if found:
                 return os.path.join(d, found[0])
     shipped = " or ".join(d for d in dict.fromkeys(shipped_dirs()) if os.path.isdir(d))
-    raise ConfigError(f"{path}: base file {base!r} not found (looked next to it: {os.path.abspath(local)}; and in the shipped "
-                      f"configs: {shipped or 'none installed'}); give a path relative to this file or "
-                      "configs/<section>/<name>.yaml")
+    raise ConfigError(f"{path}: base file {base!r} not found (looked next to it: {os.path.abspath(local)}; "
+                      f"and in the shipped configs: {shipped or 'none installed'}); give a path relative to "
+                      "this file or configs/<section>/<name>.yaml")
 
 
 BASE_KEY = "base"

@@ -193,7 +193,7 @@ def crossval_heads(store, caches, grid=None, folds=None, metric="ua", refit=True
                "epochs": epoch, "test": test, "test_train_only": test_train_only, "refit": bool(refit), "n_train": int(len(tr[1])), "n_valid": int(len(va[1])),
                "n_test": int(len(te[1])), "layer_weights": weights, "seconds": round(time.time() - t0, 1)}
         log(f"fold {fold}: chose {HeadConfig(cfg).label()} (valid {metric} {vscore:.3f}, epoch {epoch}); "
-            f"test UA {test['ua']:.3f} WA {test['wa']:.3f} wF1 {test['weighted_f1']:.3f}"
+            f"test UA {test['ua']:.3f} WA {test['wa']:.3f} mF1 {test['macro_f1']:.3f} wF1 {test['weighted_f1']:.3f}"
             + (f" (head on train only: UA {test_train_only['ua']:.3f})" if refit else ""))
         results.append(row)
     return results
