@@ -155,6 +155,10 @@ def ensure_exported(name, cache=None, log=None, onnx=True):
         export_block(net, spec, tmp, extra=extra)
         if onnx:
             _add_onnx(tmp, log)
+        if os.path.isdir(folder) and not _complete(folder):    # damaged: set aside, then replaced
+            stale = tempfile.mkdtemp(prefix=f".{name}-stale-", dir=root)
+            os.rename(folder, os.path.join(stale, "old"))
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(tmp, folder)
         except OSError:                      # another process finished first

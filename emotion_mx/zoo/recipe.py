@@ -260,6 +260,9 @@ def _write(out, name, arrays, card):
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
     write_json(card_path(name, os.path.join(out, "cards")), card)
+    for path in (head_path(name, os.path.join(out, "heads")), card_path(name, os.path.join(out, "cards"))):
+        if os.path.isfile(path):
+            os.chmod(path, 0o644)                 # package data: readable by every user of an install
 
 
 def _save_heldout(work, name, heldout):
