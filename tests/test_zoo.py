@@ -59,6 +59,24 @@ def test_zoo_block_is_a_product_of_experts_over_present_modalities(mods):
     np.testing.assert_allclose(net(*_inputs(mods)).asnumpy(), out, rtol=1e-4, atol=1e-4)
 
 
+def test_adapted_face_expert_keeps_fer2013s_neutral_and_lets_the_head_pick_the_expression():
+    from emotion_mx.zoo.recipe import face_combine
+    net = get_model("zoo_experts", len(ZOO_LABELS), modalities=("video",), num_frames=1,
+                    video_encoder="fer_mini_xception", video_head=True, video_hidden=0)
+    net.initialize(mx.init.Xavier())
+    x, mask = _inputs(("video",), batch=3)
+    x, mask = x[:, :1], mask[:, :1]                                        # one frame each
+    out = net(x, mask).asnumpy()
+    expert = net.experts[0]
+    emb, logits = expert.encoder(x.reshape((-1, 1, 64, 64)))
+    head = expert.head(mx.nd.concat(emb, logits, dim=1).expand_dims(1)).asnumpy()
+    want = face_combine(mx.nd.log_softmax(logits, axis=-1).asnumpy(), head)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.exp(out).sum(1), 1.0, rtol=1e-4)
+    # neutral is exactly FER2013's own probability, whatever the head says
+    np.testing.assert_allclose(out[:, -1], mx.nd.log_softmax(logits, axis=-1).asnumpy()[:, -1], rtol=1e-5)
+
+
 def test_zoo_block_refuses_an_encoder_of_another_modality():
     with pytest.raises(ValueError, match="audio expert needs a pretrained audio encoder"):
         get_model("zoo_experts", 7, modalities=("audio",), audio_encoder="minilm_l6")

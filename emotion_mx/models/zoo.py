@@ -8,8 +8,12 @@ One expert per modality, each giving log-probabilities over the same ``num_class
   then a :class:`~emotion_mx.models.layer_head.LayerWeightedHead` trained on exactly those pooled
   features (the embedding cache of ``emotion-mx embed``);
 * video (``FaceExpert``): fer's mini-Xception with its own FER2013 classifier, whose seven
-  classes are the zoo's label set in the same order; per-frame log-probabilities averaged over
-  the real frames.
+  classes are the zoo's label set in the same order (neutral last); per-frame log-probabilities
+  averaged over the real frames.  With ``head`` (adapted to a face corpus without neutral
+  faces), FER2013's classifier still says *neutral or not*, and the head says *which
+  expression* given an expressive face: ``p(neutral) = p_fer(neutral)``, ``p(c) = (1 -
+  p_fer(neutral)) p_head(c | expressive)``; the head reads the frames' mean 128-d embedding and
+  FER2013 logits (what the face embedding cache holds).
 
 Fusion (product of experts): ``sum_m present_m * log_softmax(logits_m)``; a modality is present
 when its mask row has a 1, computed in the graph (no Python branch on data).  A unimodal model
@@ -31,30 +35,45 @@ EXPERT_PREFIX = {"audio": "audio_", "text": "text_", "video": "video_"}
 class FaceExpert(HybridBlock):
     """``(frames (B, N, 1, S, S), mask (B, N)) -> (B, K)`` log-probabilities of the face model's own classifier."""
 
-    def __init__(self, name, num_frames, prefix=None, params=None):
+    def __init__(self, name, num_frames, head=False, hidden_units=0, prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
         _, cls, hp, _ = ENCODERS[name]
-        self._shape = (num_frames, 1, hp["input_size"], hp["num_classes"])
+        self._shape = (num_frames, 1, hp["input_size"], hp["num_classes"], hp["block_channels"][-1])
         with self.name_scope():
             self.encoder = cls(prefix=f"{name}_", **hp)
+            E, K = hp["block_channels"][-1], hp["num_classes"]
+            self.head = (LayerWeightedHead(1, E + K, K, hidden_units=hidden_units, prefix="head_")
+                         if head else None)
+
+    @staticmethod
+    def _frame_mean(F, x, m):
+        """``(B, N, D)`` per frame, ``(B, N, 1)`` mask -> mean over the real frames ``(B, D)``."""
+        return F.broadcast_div(F.sum(F.broadcast_mul(x, m), axis=1), F.maximum(F.sum(m, axis=1), 1.0))
 
     def hybrid_forward(self, F, x, mask):
-        N, C, S, K = self._shape
+        N, C, S, K, E = self._shape
         # 1. every frame through the trunk and its FER2013 classifier
-        _, logits = self.encoder(F.reshape(x, shape=(-1, C, S, S)))           # (B*N, K)
-        logp = F.reshape(F.log_softmax(logits, axis=-1), shape=(-1, N, K))    # (B, N, K)
-        # 2. mean over the real frames
+        emb, logits = self.encoder(F.reshape(x, shape=(-1, C, S, S)))         # (B*N, E), (B*N, K)
         m = F.expand_dims(mask, axis=2)                                        # (B, N, 1)
-        total = F.sum(F.broadcast_mul(logp, m), axis=1)                        # (B, K)
-        count = F.maximum(F.sum(m, axis=1), 1.0)                               # (B, 1)
-        return F.broadcast_div(total, count)                                   # (B, K)
+        logp = self._frame_mean(F, F.reshape(F.log_softmax(logits, axis=-1), shape=(-1, N, K)), m)  # (B, K)
+        if self.head is None:
+            return logp                                                        # (B, K)
+        # 2. which expression, given an expressive face: the head on the frames' mean features
+        feats = self._frame_mean(F, F.reshape(F.concat(emb, logits, dim=1), shape=(-1, N, E + K)), m)
+        expr = F.log_softmax(F.slice_axis(self.head(F.expand_dims(feats, axis=1)), axis=1, begin=0, end=K - 1),
+                             axis=-1)                                          # (B, K-1)
+        # 3. neutral or not from FER2013's classifier (neutral is its last class)
+        neutral = F.slice_axis(logp, axis=1, begin=K - 1, end=K)               # (B, 1)
+        expressive = F.log(F.maximum(1.0 - F.exp(neutral), 1e-6))             # (B, 1)
+        return F.concat(F.broadcast_add(expr, expressive), neutral, dim=1)     # (B, K)
 
 
 class ZooExperts(HybridBlock):
     """Product of per-modality experts: positional ``(x, mask)`` per modality -> ``(B, K)``."""
 
     def __init__(self, num_classes, modalities, audio_encoder=None, text_encoder=None, video_encoder=None,
-                 audio_hidden=0, text_hidden=0, num_frames=8, prefix=None, params=None):
+                 audio_hidden=0, text_hidden=0, num_frames=8, video_head=False, video_hidden=0, prefix=None,
+                 params=None):
         super().__init__(prefix=prefix, params=params)
         self.modalities = check_modalities(modalities)
         names = {"audio": audio_encoder, "text": text_encoder, "video": video_encoder}
@@ -69,7 +88,8 @@ class ZooExperts(HybridBlock):
                 self.encoder_names[m] = name
                 info = encoder_info(name)
                 if m == "video":
-                    expert = FaceExpert(name, num_frames, prefix=EXPERT_PREFIX[m])
+                    expert = FaceExpert(name, num_frames, head=video_head, hidden_units=video_hidden,
+                                        prefix=EXPERT_PREFIX[m])
                 else:
                     _, cls, hp, _ = ENCODERS[name]
                     encoder = cls(prefix=f"{EXPERT_PREFIX[m]}{name}_", **hp)
@@ -95,10 +115,10 @@ class ZooExperts(HybridBlock):
 
 @register_model
 def zoo_experts(num_classes, modalities=None, audio_encoder=None, text_encoder=None, video_encoder=None,
-                audio_hidden=0, text_hidden=0, num_frames=8):
+                audio_hidden=0, text_hidden=0, num_frames=8, video_head=False, video_hidden=0):
     """A zoo model: pretrained experts with trained heads, fused as a product of experts."""
     modalities = modalities or tuple(m for m, n in (("audio", audio_encoder), ("text", text_encoder),
                                                      ("video", video_encoder)) if n)
     return ZooExperts(num_classes, modalities, audio_encoder=audio_encoder, text_encoder=text_encoder,
                       video_encoder=video_encoder, audio_hidden=audio_hidden, text_hidden=text_hidden,
-                      num_frames=num_frames, prefix="zoo_")
+                      num_frames=num_frames, video_head=video_head, video_hidden=video_hidden, prefix="zoo_")

@@ -41,7 +41,7 @@ def _parts(card):
         if measured is None:
             raise EmotionMXError(f"zoo model {part!r} has no trained head in this installation "
                                  f"(emotion_mx/zoo/cards/{part}.json missing); run `emotion-mx zoo build {part}`")
-        if part != "face" and not os.path.isfile(head_path(part)):
+        if "hidden_units" in measured["head"] and not os.path.isfile(head_path(part)):
             raise EmotionMXError(f"{head_path(part)} missing; reinstall emotion_mx or run `emotion-mx zoo build {part}`")
         out[MODALITY_OF_PART[part]] = (part, measured)
     return out
@@ -54,9 +54,10 @@ def zoo_spec(name):
     mods = card.modalities
     frames = int(round(card.max_audio_seconds * WHISPER_FPS))
     kwargs = {f"{m}_encoder": parts[m][1]["encoder"] for m in mods}
-    kwargs.update({f"{m}_hidden": int(parts[m][1]["head"]["hidden_units"]) for m in mods if m != "video"})
+    kwargs.update({f"{m}_hidden": int(parts[m][1]["head"]["hidden_units"]) for m in mods
+                   if "hidden_units" in parts[m][1]["head"]})
     if "video" in mods:
-        kwargs["num_frames"] = card.num_frames
+        kwargs.update(num_frames=card.num_frames, video_head="video_hidden" in kwargs)
     trim_db = parts["audio"][1].get("front_end", {}).get("trim_db") if "audio" in parts else None
     prep = DatasetConfig(audio=AudioConfig(whisper=True, prosody=False, max_seconds=card.max_audio_seconds,
                                            trim_db=trim_db),
@@ -104,7 +105,7 @@ def build_zoo_block(name, spec=None):
     for m, expert in zip(spec.modalities, net.experts):
         encoder = spec.kwargs[f"{m}_encoder"]
         _set_weights(expert.encoder, encoder, checkpoint_path(encoder))
-        if m != "video":
+        if expert.head is not None:
             _load_head(expert.head, head_path(parts[m][0]))
     return net
 

@@ -25,7 +25,8 @@ def headline(name, measured):
     if "composed" in measured:
         m = measured["composed"]["by_modalities"]["audio+text+video"]["ua"]
         return f"composed EmoDB + ISEAR + CK+48 UA {_pct(m['mean'])} ± {_pct(m['std'])} (product of experts)"
-    rows = measured["heldout"][measured["encoder"]]
+    key = measured["encoder"] + (f" ({measured['encoder_variant']})" if measured.get("encoder_variant") else "")
+    rows = measured["heldout"][key]
     return f"{measured['encoder']}: " + "; ".join(_figure(c, r) for c, r in rows.items())
 
 
