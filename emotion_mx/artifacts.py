@@ -334,7 +334,8 @@ def make_sidecar(spec, *, batch_size=1, precision="fp32", norm=None, vocab_file=
         # max_seconds: the waveform is cut there before the front end, as the store build does
         audio = from_dict(AudioConfig, (spec.data.preprocessing or {}).get("audio"), "model spec", "audio.")
         sidecar["frontend"] = {"audio": {"kind": "whisper_logmel", **WHISPER_FRONTEND,
-                                         "max_seconds": audio.max_seconds, "trim_db": audio.trim_db}}
+                                         "max_seconds": audio.max_seconds,
+                                         **({"trim_db": audio.trim_db} if audio.trim_db else {})}}
     if extra:
         sidecar.update(extra)
     return sidecar

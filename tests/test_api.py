@@ -161,15 +161,15 @@ def test_real_clips(models, real_data):
         assert abs(sum(r.probabilities.values()) - 1) < 1e-5
 
 
-def test_readme_example_runs(models, tmp_path, capsys):
-    """The README's "Python API" block, run as written against a work/demo-like tree: a test
-    export and demo-corpus items (only the anger class, one per speaker)."""
+def test_guide_python_api_example_runs(models, tmp_path, capsys):
+    """The user guide's "Python API" block (docs/guide.md), run as written against a work/demo-like
+    tree: a test export and demo-corpus items (only the anger class, one per speaker)."""
     import re
     from emotion_mx.demo import make_demo_corpus
     os.makedirs(tmp_path / "work" / "demo")
     os.symlink(models["fp32"], tmp_path / "work" / "demo" / "export")
     make_demo_corpus(str(tmp_path / "work" / "demo" / "corpus"), per_class_per_speaker=1, classes=("anger",))
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "docs", "guide.md"), encoding="utf-8") as f:
         readme = f.read()
     section = readme[readme.index("## Python API"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)

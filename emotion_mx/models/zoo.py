@@ -9,7 +9,7 @@ One expert per modality, each giving log-probabilities over the same ``num_class
   features (the embedding cache of ``emotion-mx embed``);
 * video (``FaceExpert``): fer's mini-Xception with its own FER2013 classifier, whose seven
   classes are the zoo's label set in the same order (neutral last); per-frame log-probabilities
-  averaged over the real frames.  With ``head`` (adapted to a face corpus without neutral
+  averaged over the real frames and renormalised.  With ``head`` (adapted to a face corpus without neutral
   faces), FER2013's classifier still says *neutral or not*, and the head says *which
   expression* given an expressive face: ``p(neutral) = p_fer(neutral)``, ``p(c) = (1 -
   p_fer(neutral)) p_head(c | expressive)``; the head reads the frames' mean 128-d embedding and
@@ -28,6 +28,8 @@ from .registry import register_model
 
 __all__ = ["ZooExperts", "FaceExpert", "zoo_experts", "EXPERT_PREFIX"]
 
+# bumped whenever the graph computes something else: cached assemblies of older graphs are rebuilt
+GRAPH_REVISION = 2
 # modality -> block prefix of its expert (parameter names of the assembled model)
 EXPERT_PREFIX = {"audio": "audio_", "text": "text_", "video": "video_"}
 
@@ -55,7 +57,9 @@ class FaceExpert(HybridBlock):
         # 1. every frame through the trunk and its FER2013 classifier
         emb, logits = self.encoder(F.reshape(x, shape=(-1, C, S, S)))         # (B*N, E), (B*N, K)
         m = F.expand_dims(mask, axis=2)                                        # (B, N, 1)
-        logp = self._frame_mean(F, F.reshape(F.log_softmax(logits, axis=-1), shape=(-1, N, K)), m)  # (B, K)
+        # the frames' geometric mean of FER2013's distributions, renormalised
+        logp = F.log_softmax(self._frame_mean(F, F.reshape(F.log_softmax(logits, axis=-1), shape=(-1, N, K)), m),
+                             axis=-1)                                          # (B, K)
         if self.head is None:
             return logp                                                        # (B, K)
         # 2. which expression, given an expressive face: the head on the frames' mean features

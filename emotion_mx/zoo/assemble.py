@@ -111,8 +111,9 @@ def build_zoo_block(name, spec=None):
 
 
 def cache_key(name):
-    """Hash of what the assembled files depend on: the shipped cards and heads of its parts."""
-    h = hashlib.sha256(name.encode())
+    """Hash of what the assembled files depend on: the package version, the graph's revision and
+    the shipped cards and heads of its parts."""
+    h = hashlib.sha256(f"{name}/{__version__}/{GRAPH_REVISION}".encode())
     for part in get_card(name).parts:
         for path in (os.path.join(os.path.dirname(head_path(part)), "..", "cards", f"{part}.json"), head_path(part)):
             if os.path.isfile(path):
