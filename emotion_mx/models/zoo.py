@@ -28,8 +28,6 @@ from .registry import register_model
 
 __all__ = ["ZooExperts", "FaceExpert", "zoo_experts", "EXPERT_PREFIX"]
 
-# bumped whenever the graph computes something else: cached assemblies of older graphs are rebuilt
-GRAPH_REVISION = 2
 # modality -> block prefix of its expert (parameter names of the assembled model)
 EXPERT_PREFIX = {"audio": "audio_", "text": "text_", "video": "video_"}
 

@@ -19,13 +19,14 @@ import tempfile
 
 import numpy as np
 
+from .. import __version__
 from ..artifacts import EXPORT_SYMBOL, ModelSpec, export_block, read_sidecar
 from ..config import AlignConfig, AudioConfig, DatasetConfig, FaceConfig, to_dict
 from ..contract import input_names
 from ..errors import EmotionMXError
 from ..pretrained.sources import cache_dir, checkpoint_path, package_file
 from ..store import DataSettings
-from .cards import MODALITY_OF_PART, ZOO_LABELS, get_card, head_path, read_measured
+from .cards import GRAPH_REVISION, MODALITY_OF_PART, ZOO_LABELS, get_card, head_path, read_measured
 
 __all__ = ["ensure_exported", "zoo_spec", "build_zoo_block", "cache_key"]
 

@@ -23,6 +23,8 @@ __all__ = ["ZOO_LABELS", "ZOO_VERSION", "CorpusRecipe", "ZooCard", "CARDS", "get
 
 ZOO_LABELS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 ZOO_VERSION = "1.0"
+# bump whenever emotion_mx/models/zoo.py computes something else: cached assemblies are then rebuilt
+GRAPH_REVISION = 2
 HERE = os.path.dirname(os.path.abspath(__file__))
 # a unimodal zoo model's modality (the multimodal model is made of these parts)
 MODALITY_OF_PART = {"speech": "audio", "text": "text", "face": "video"}
