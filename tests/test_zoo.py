@@ -210,3 +210,21 @@ def test_docs_zoo_page_shows_the_shipped_cards():
     run = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "zoo_docs.py"), "--check"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+def test_silence_is_trimmed_for_whisper_in_files_arrays_and_stream_windows(tmp_path):
+    """audio.trim_db (the speech zoo model's front end) cuts leading/trailing silence on every path."""
+    from emotion_mx.config import AudioConfig
+    from emotion_mx.features.audio import load_audio, prepare_wave
+    from emotion_mx.inference.window import audio_features_from_wave
+    import soundfile as sf
+    t = np.arange(16000) / 16000.0
+    wave = np.concatenate([np.zeros(16000), 0.3 * np.sin(2 * np.pi * 220 * t), np.zeros(16000)]).astype(np.float32)
+    a = AudioConfig(whisper=True, prosody=False, trim_db=30)
+    window = audio_features_from_wave(wave, a, trim=True)["whisper_logmel"]
+    assert 95 <= len(window) <= 125                                      # 1 s of tone (+ frame margins), not 3 s
+    assert len(audio_features_from_wave(wave, a)["whisper_logmel"]) == 300
+    assert 15000 <= len(prepare_wave(wave, 16000, trim_db=30)) <= 20000
+    path = str(tmp_path / "clip.wav")
+    sf.write(path, wave, 16000)
+    assert 15000 <= len(load_audio(path, trim_db=30)) <= 20000 and len(load_audio(path)) == 48000

@@ -21,6 +21,7 @@ those of ``Predictor`` (``extract_item``) on the same file segment.
 import time
 
 import cv2
+import librosa
 import numpy as np
 
 from ..errors import BadItem
@@ -28,14 +29,16 @@ from ..features import audio as fa
 from ..features import face as ff
 
 
-def audio_features_from_wave(wave, audio_cfg, cache=None, start=None):
+def audio_features_from_wave(wave, audio_cfg, cache=None, start=None, trim=False):
     """``{'logmel', 'mfcc'[, 'prosody']}`` of a mono float32 wave at ``audio_cfg.sample_rate``.
 
     The prosody track (F0 tracking, the costly part) is computed only if ``audio_cfg.prosody``:
     pass the model's ``feature_config.audio``, which has it off for models that do not read it.
     ``cache`` (a
     :class:`HopAudioCache`) + ``start`` (the wave's first sample in the stream, seconds): only
-    the frames of samples not seen in an earlier window are computed."""
+    the frames of samples not seen in an earlier window are computed.  ``trim`` (a stream window;
+    files and arrays are trimmed when decoded): Whisper's log-mel is computed on the window without
+    its leading and trailing silence (``audio_cfg.trim_db``), as the model's training clips were."""
     a = audio_cfg
     wave = np.asarray(wave, np.float32)
     if a.max_seconds is not None:
@@ -49,7 +52,11 @@ def audio_features_from_wave(wave, audio_cfg, cache=None, start=None):
         raise BadItem(f"audio is silent (peak {peak:.1e} < {fa.SILENCE_PEAK:.0e})")
     prosody = a.prosody
     # Whisper's log-mel floors at the window's own maximum: computed on the window, never cached
-    extra = fa.whisper_features(wave, a.sample_rate) if a.whisper else {}
+    spoken = wave
+    if trim and a.trim_db is not None:
+        cut = librosa.effects.trim(wave, top_db=float(a.trim_db))[0]
+        spoken = cut if cut.size >= fa.MIN_AUDIO_SECONDS * a.sample_rate else wave
+    extra = fa.whisper_features(spoken, a.sample_rate) if a.whisper else {}
     if cache is None or start is None:
         return dict(fa.audio_features(wave, sample_rate=a.sample_rate, n_mels=a.n_mels, win_ms=a.win_ms,
                                       hop_ms=a.hop_ms, n_mfcc=a.n_mfcc, deltas=a.deltas, prosody=prosody,
@@ -338,10 +345,10 @@ def window_features(window, text, cfg, modalities, face_cache=None, executor=Non
             missing["audio"] = "no audio in the window"
         elif executor is not None:
             audio = executor.submit(_timed, costs, "audio", audio_features_from_wave, window.wave, cfg.audio,
-                                    audio_cache, window.start)
+                                    audio_cache, window.start, True)
         else:
             audio = _Done(_timed, costs, "audio", audio_features_from_wave, window.wave, cfg.audio,
-                          audio_cache, window.start)
+                          audio_cache, window.start, True)
     if "video" in modalities:
         if window.images:
             feats.update(_timed(costs, "video", faces_from_images, window.images, cfg.face, window.frame_times,
