@@ -228,3 +228,24 @@ def test_silence_is_trimmed_for_whisper_in_files_arrays_and_stream_windows(tmp_p
     path = str(tmp_path / "clip.wav")
     sf.write(path, wave, 16000)
     assert 15000 <= len(load_audio(path, trim_db=30)) <= 20000 and len(load_audio(path)) == 48000
+
+
+@needs_weights
+def test_cpp_wrapper_runs_the_speech_zoo_model_with_its_silence_trim(real_data, zoo_cache, cpp_binary, tmp_path):
+    """The C++ front end trims as Python does (frontend.audio.trim_db): same Whisper input, same probabilities."""
+    from emotion_mx.deploy.cpp import run_audio
+    from emotion_mx.features.audio import load_audio
+    from emotion_mx.features.whisper_frontend import whisper_logmel
+    from emotion_mx.zoo import ensure_exported
+    folder = ensure_exported("speech")
+    wav = os.path.join(real_data, "ravdess", "Actor_01", "03-01-05-02-01-01-01.wav")   # ~1 s of silence around
+    out = run_audio(cpp_binary, folder, [wav], dump_features=str(tmp_path / "feats.npy"))
+    cpp_mel = np.load(tmp_path / "feats.npy")[0]
+    py_mel = whisper_logmel(load_audio(wav, trim_db=30, max_seconds=8.0))
+    assert len(py_mel) < len(whisper_logmel(load_audio(wav, max_seconds=8.0)))   # the clip did have silence
+    np.testing.assert_allclose(cpp_mel[:len(py_mel)], py_mel, atol=1e-3)
+    rec = EmotionRecognizer.pretrained("speech", runtime="mxnet")
+    r = rec.predict(audio=wav)
+    probs = np.array(out["probabilities"][0]) if "probabilities" in out else None
+    assert probs is not None, out
+    np.testing.assert_allclose(probs, [r.probabilities[l] for l in ZOO_LABELS], atol=2e-3)
