@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import EmotionMXError
 from ..progress import Progress
 
-__all__ = ["HeadConfig", "default_grid", "train_head", "crossval_heads", "scores"]
+__all__ = ["HeadConfig", "default_grid", "train_head", "crossval_heads", "scores", "predict_logits"]
 
 LAYER_WEIGHTED = "weighted"
 
@@ -80,7 +80,8 @@ def _build(shapes, num_classes, cfg):
     return net
 
 
-def _predict(net, xs, batch=512):
+def predict_logits(net, xs, batch=512):
+    """Logits ``(N, K)`` of a head network on per-cache arrays ``xs``, ``batch`` rows at a time."""
     import mxnet as mx
     out = []
     for a in range(0, len(xs[0]), batch):
@@ -131,7 +132,7 @@ def train_head(train, valid, num_classes, cfg, metric="ua", epochs=None, lr=3e-3
             on_epoch(epoch + 1, epochs)
         if valid is None:
             continue
-        score = scores(valid[1], _predict(net, valid[0]).argmax(1), num_classes)[metric]
+        score = scores(valid[1], predict_logits(net, valid[0]).argmax(1), num_classes)[metric]
         if score > best[0]:
             best = (score, epoch + 1, {k: p.data().copy() for k, p in net.collect_params().items()})
     if valid is None:
@@ -185,8 +186,8 @@ def crossval_heads(store, caches, grid=None, folds=None, metric="ua", refit=True
             bar.update(1)
         bar.close()
         te = _split(store, caches, fold, "test")                                # read once, for the chosen head
-        test = scores(te[1], _predict(net, te[0]).argmax(1), k)
-        test_train_only = scores(te[1], _predict(heads_net, te[0]).argmax(1), k) if refit else test
+        test = scores(te[1], predict_logits(net, te[0]).argmax(1), k)
+        test_train_only = scores(te[1], predict_logits(heads_net, te[0]).argmax(1), k) if refit else test
         weights = [h.layer_weights(mx.nd, h.layer_logits.data()).asnumpy().ravel().round(3).tolist()
                    for h in net.heads]
         row = {"fold": fold, "config": dict(cfg, layer=list(cfg["layer"])), "valid_" + metric: vscore,

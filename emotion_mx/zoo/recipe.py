@@ -33,7 +33,7 @@ from ..config import DatasetConfig, config_path, load_config
 from ..errors import EmotionMXError
 from ..fileio import atomic_path, write_json
 from ..pretrained.embed import compute_embeddings, load_embeddings
-from ..pretrained.heads import HeadConfig, default_grid, train_head
+from ..pretrained.heads import HeadConfig, default_grid, predict_logits, train_head
 from ..store import STATS, FeatureStore
 from .cards import ZOO_LABELS, ZOO_VERSION, card_path, get_card, head_path
 
@@ -136,8 +136,7 @@ def _log_softmax(logits):
 
 
 def _predict(net, x):
-    from ..pretrained.heads import _predict as predict_batches
-    return _log_softmax(predict_batches(net, [x]))
+    return _log_softmax(predict_logits(net, [x]))
 
 
 def _select(grid, train, valid, log, tag):
@@ -361,13 +360,12 @@ def _build_face(card, root, work, out, log, command):
         selection.append([(HeadConfig(c).label(), sc, e) for c, sc, e in choice])
         cfg, _, epoch = max(choice, key=lambda t: t[1])
         net, _, _ = train_head(([ck.x[tr]], ck.y[tr]), None, K, cfg, epochs=epoch)
-        from ..pretrained.heads import _predict as raw
-        val = {"zero-shot": fer[va], "adapted": face_combine(fer[va], raw(net, [ck.x[va]]))}
+        val = {"zero-shot": fer[va], "adapted": face_combine(fer[va], predict_logits(net, [ck.x[va]]))}
         for v, lp in val.items():
             valid[v].append(metric_scores(ck.y[va], lp.argmax(1))["ua"])
         both = np.concatenate([tr, va])
         net, _, _ = train_head(([ck.x[both]], ck.y[both]), None, K, cfg, epochs=epoch)
-        test = {"zero-shot": fer[te], "adapted": face_combine(fer[te], raw(net, [ck.x[te]]))}
+        test = {"zero-shot": fer[te], "adapted": face_combine(fer[te], predict_logits(net, [ck.x[te]]))}
         for v, lp in test.items():
             sc = metric_scores(ck.y[te], lp.argmax(1))
             rows[v].append(dict(fold=f, n=int(len(te)), **sc))
@@ -387,11 +385,10 @@ def _build_face(card, root, work, out, log, command):
         net, _, _ = train_head(([ck.x], ck.y), None, K, cfg, epochs=epoch)
         arrays = _head_arrays(net)
     _save_heldout(work, card.name, {ck.recipe.name: heldout[kept]})
-    from ..pretrained.heads import _predict as raw
     rng = np.random.RandomState(0)
     ref = []
     for n in sorted(rng.choice(len(ck.ids), SAMPLES_PER_CORPUS, replace=False)):
-        lp = face_combine(fer[n:n + 1], raw(net, [ck.x[n:n + 1]])) if net is not None else fer[n:n + 1]
+        lp = face_combine(fer[n:n + 1], predict_logits(net, [ck.x[n:n + 1]])) if net is not None else fer[n:n + 1]
         ref.append({"corpus": ck.recipe.data, "id": ck.ids[n], "label": ZOO_LABELS[ck.y[n]],
                     "image": ck.store.by_id[ck.ids[n]].image,
                     "probabilities": [round(float(p), 5) for p in np.exp(lp[0])]})
