@@ -15,8 +15,10 @@ Two tables, both same-run ratios (median and min..max over interleaved rounds):
 * **training samples/s** — forward + backward + fused AdamW step on synthetic inputs in three
   precisions: ``fp32``; ``amp`` as the trainer runs it (``init_amp('bfloat16')`` with the
   project's op lists: BatchNorm & co. kept fp32); ``amp-default`` (MXNet's bf16 lists, where
-  BatchNorm follows its input into bf16).  ``amp.init`` is process-wide, so each precision
-  runs in its own subprocess; rounds alternate the subprocesses so load drifts hit all three.
+  BatchNorm follows its input into bf16); and ``--amp (probe)``: what ``--amp`` trains in after
+  its start-of-training probe (``amp.probe_precision``, run once per model before the rounds; its
+  line is printed), timed as a fourth subprocess.  ``amp.init`` is process-wide, so each
+  precision runs in its own subprocess; rounds alternate the subprocesses so load drifts hit all.
 """
 import argparse
 import json
@@ -166,23 +168,33 @@ def main():
         print(f"\n## training samples/s: fp32 vs amp not measured on this CPU\n\n{note}")
         return
     print("\n## training samples/s (forward + backward + fused AdamW)\n")
-    print("| model | fp32 | amp (ours: BatchNorm etc. fp32) | amp-default (MXNet lists) | amp / fp32 | amp-default / fp32 |")
-    print("|---|---|---|---|---|---|")
-    precisions = ("fp32", "amp", "amp-default")
+    print("| model | fp32 | amp (ours: BatchNorm etc. fp32) | amp-default (MXNet lists) | --amp (probe) | "
+          "amp / fp32 | amp-default / fp32 | --amp (probe) / fp32 |")
+    print("|---|---|---|---|---|---|---|---|")
+    from emotion_mx.deploy.testing import spec_for
+    from emotion_mx.training.amp import probe_precision
+    as_child = {"float32": "fp32", "bfloat16": "amp", "bfloat16-mxnet": "amp-default"}
+    probe_lines = []
     for model in models:
+        _, spec = spec_for(model, **features_for(model))
+        choice, line = probe_precision(model, spec.kwargs, spec.modalities, spec.num_classes, spec.inputs,
+                                       args.batch_size)
+        probe_lines.append(f"{model}: {line}")
+        precisions = {"fp32": "fp32", "amp": "amp", "amp-default": "amp-default", "probe": as_child[choice]}
         res = {k: [] for k in precisions}
         for _ in range(args.rounds):
-            for prec in precisions:
+            for key, prec in precisions.items():
                 out = subprocess.run([sys.executable, __file__, "--batch-size", str(args.batch_size),
                                       "--child", model, prec, str(args.steps)],
                                      capture_output=True, text=True, cwd=ROOT)
                 if out.returncode:
                     sys.exit(f"{model} {prec} failed:\n{out.stderr[-2000:]}")
-                res[prec].append(float(out.stdout.strip().splitlines()[-1]))
-        r1 = [a / b for a, b in zip(res["amp"], res["fp32"])]
-        r2 = [a / b for a, b in zip(res["amp-default"], res["fp32"])]
+                res[key].append(float(out.stdout.strip().splitlines()[-1]))
+        r1, r2, r3 = ([a / b for a, b in zip(res[k], res["fp32"])] for k in ("amp", "amp-default", "probe"))
         print(f"| {model} | {_spread(res['fp32'])} | {_spread(res['amp'])} | {_spread(res['amp-default'])} | "
-              f"{_spread(r1)}x | {_spread(r2)}x |", flush=True)
+              f"{_spread(res['probe'])} ({as_child[choice]}) | {_spread(r1)}x | {_spread(r2)}x | {_spread(r3)}x |",
+              flush=True)
+    print("\n" + "\n".join(f"- {ln}" for ln in probe_lines))
 
 
 if __name__ == "__main__":

@@ -172,8 +172,9 @@ def test_cli_errors_are_one_line(tmp_path):
 
 
 def test_amp_cli_bfloat16_on_avx512_or_one_message(store, tmp_path):
-    """--amp on CPU: bfloat16 training runs where the CPU has AVX-512, else one message + float32."""
-    from emotion_mx.training.amp import cpu_has_avx512
+    """--amp on CPU: where the CPU has AVX-512 a timed probe picks fp32 or bf16 (one line naming the
+    choice, recorded in model.json), else one message + float32."""
+    from emotion_mx.training.amp import PROBE_CHOICES, PROBE_LABELS, cpu_has_avx512
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("model: {name: mid_tiny}\ndata: {modalities: [audio, text, video], max_audio_frames: 200, "
                    "max_tokens: 12}\nepochs: 1\nbatch_size: 8\n")
@@ -182,7 +183,9 @@ def test_amp_cli_bfloat16_on_avx512_or_one_message(store, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     precision = artifacts.load_model_spec(str(run))["precision"]
     if cpu_has_avx512():
-        assert precision == "bfloat16"
+        probe = [ln for ln in p.stdout.splitlines() if ln.startswith("--amp probe")]
+        assert precision in PROBE_CHOICES and len(probe) == 1, p.stdout
+        assert probe[0].split("; ")[-1].startswith(f"training in {PROBE_LABELS[precision].replace('fp32', 'float32')}")
     else:
         assert precision == "float32" and p.stdout.count("--amp:") == 1
 

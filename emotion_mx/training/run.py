@@ -16,13 +16,13 @@ import yaml
 from .. import artifacts
 from .. import store as st
 from ..config import dump_config, to_dict
-from ..contract import DATA_MODEL_KWARGS, input_names
+from ..contract import DATA_MODEL_KWARGS, input_names, input_shapes
 from ..data import data_spec, load_split
 from ..errors import ConfigError, EmotionMXError
 from ..fileio import atomic_path, ensure_output_dir, write_json
 from ..models import get_model, model_input_settings
 from ..store import FeatureStore
-from .amp import init_amp, resolve_precision
+from .amp import decide_precision, init_amp
 from .augment import check_augment
 from .distributed import make_worker, shard_indices
 from .trainer import fit
@@ -69,12 +69,6 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
     contexts = list(contexts or [mx.cpu()])
     worker = make_worker(kvstore)
     chief = worker.is_chief
-    precision, note = resolve_precision(amp, contexts)
-    if note and chief:
-        echo(note)
-    if precision != "float32":
-        init_amp(precision)     # before the first forward pass builds the graph
-
     store = FeatureStore(data_dir)
     d = cfg.data
     # the data settings are resolved here, once, and travel as one DataSettings from now on;
@@ -105,6 +99,18 @@ def train(cfg, data_dir, out_dir, *, fold=0, contexts=None, amp=False, kvstore="
         train_ids = [train_ids[i] for i in shard_indices(len(train_ids), worker.rank, worker.num_workers)]
 
     kwargs = model_kwargs(cfg, spec_data["model_kwargs"])
+    # --amp: bfloat16 only where a short timed probe finds it faster (amp.decide_precision)
+    recorded = None
+    if amp and resume and os.path.isfile(artifacts.run_file(out_dir, artifacts.MODEL_SPEC)):
+        recorded = artifacts.load_model_spec(out_dir).to_dict().get("precision")
+    precision, lines = decide_precision(
+        amp, contexts, dict(model=cfg.model.name, kwargs=kwargs, modalities=modalities, num_classes=len(labels),
+                            inputs=input_shapes(modalities, **kwargs), batch_size=cfg.batch_size),
+        recorded=recorded, distributed=worker.distributed)
+    for line in lines if chief else ():
+        echo(line)
+    if precision != "float32":
+        init_amp(precision)     # before the first forward pass builds the graph
     net = get_model(cfg.model.name, num_classes=len(labels), modalities=modalities, **kwargs)
 
     train_split = load_split(store, fold, "train", settings, ids=train_ids)
