@@ -80,7 +80,8 @@ class OrtRunner:
         if not os.path.isfile(onnx_path):
             raise EmotionMXError(f"{os.path.dirname(onnx_path) or '.'}: no {os.path.basename(onnx_path)}; "
                                  "export with tools/export.py --onnx (or quantize again) to run on onnxruntime")
-        self.session, self.warnings = ort_session(onnx_path, threads=threads, spin=spin)
+        self.threads = int(threads or default_threads())
+        self.session, self.warnings = ort_session(onnx_path, threads=self.threads, spin=spin)
         self.names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, inputs):

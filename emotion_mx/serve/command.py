@@ -15,6 +15,8 @@ from .security import KEY_ENV, WS_MAX_BYTES
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1), help="uvicorn worker processes; each loads the models (a dead worker is replaced).")
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="Intra-op threads per worker (ONNX Runtime sessions, MXNet's OMP pool) [usable cores / --workers].")
 @click.option("--ray", "use_ray", is_flag=True, help="Run as a Ray Serve deployment instead of uvicorn workers.")
 @click.option("--replicas", default=1, show_default=True, type=click.IntRange(1), help="With --ray: replicas of the deployment.")
 @click.option("--ray-address", default=None, help="With --ray: an existing cluster (e.g. auto) [a local one].")
@@ -35,7 +37,7 @@ from .security import KEY_ENV, WS_MAX_BYTES
                                                "reach the port may use the service).")
 @click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
               help="Allow browser pages of this origin (e.g. https://app.example.com; repeatable) [CORS closed].")
-def serve(model_dir, fallback, host, port, workers, use_ray, replicas, ray_address, timeout, retries, max_queue,
+def serve(model_dir, fallback, host, port, workers, threads, use_ray, replicas, ray_address, timeout, retries, max_queue,
           max_request_mb, max_batch, batch_size, no_warmup, runtime, log_level, api_key, no_auth, cors_origins):
     """Serve an exported model over HTTP: POST /predict, /predict/batch; GET /health, /ready,
     /model, /metrics.  Fault injection for tests: EMOTION_MX_SERVE_FAULTS (see docs/serving.md)."""
@@ -50,7 +52,7 @@ def serve(model_dir, fallback, host, port, workers, use_ray, replicas, ray_addre
     for d in filter(None, (model_dir, fallback)):
         read_sidecar(d)                  # a wrong folder fails here, in one line, not in a worker
     settings = ServeSettings(model=os.path.abspath(model_dir), fallback=os.path.abspath(fallback) if fallback else None,
-                             host=host, port=port, workers=workers, timeout=timeout, retries=retries,
+                             host=host, port=port, workers=workers, threads=threads, timeout=timeout, retries=retries,
                              max_queue=max_queue, max_request_bytes=int(max_request_mb * 1e6),
                              max_batch=max_batch, batch_size=batch_size, warmup=not no_warmup, runtime=runtime,
                              api_key=api_key, cors_origins=tuple(cors_origins))
@@ -63,5 +65,7 @@ def serve(model_dir, fallback, host, port, workers, use_ray, replicas, ray_addre
         raise click.UsageError("--replicas goes with --ray (uvicorn scales with --workers)")
     import uvicorn
     os.environ[ENV] = settings.to_json()
+    # every worker inherits these before it imports MXNet / ONNX Runtime: cores / workers threads each
+    os.environ.update(settings.worker_env())
     uvicorn.run("emotion_mx.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, timeout_graceful_shutdown=5, ws_max_size=WS_MAX_BYTES)

@@ -25,6 +25,7 @@ rejected first) raise on a fraction ``fail`` of its calls and sleep
 """
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import logging
 import os
 import random
@@ -100,6 +101,22 @@ class Faults:
             time.sleep(self.slow_s)
 
 
+@contextlib.contextmanager
+def _threads_env(threads):
+    """``EMOTION_MX_THREADS`` = ``threads`` while the models load (their ORT sessions read it),
+    restored afterwards (an Engine in a test process leaves the environment as it was)."""
+    from .settings import THREADS_ENV
+    old = os.environ.get(THREADS_ENV)
+    os.environ[THREADS_ENV] = str(int(threads))
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = old
+
+
 class Slot:
     """One loaded model and its inference thread."""
 
@@ -117,7 +134,11 @@ class Slot:
         return self.rec.run(prepared, batch_size=None if batch else 1)
 
     def describe(self):
-        return dict(self.rec.describe(), role=self.role, folder=os.path.basename(os.path.normpath(self.model_dir)))
+        out = dict(self.rec.describe(), role=self.role, folder=os.path.basename(os.path.normpath(self.model_dir)))
+        ort = getattr(getattr(self.rec, "_model", None), "ort", None)
+        if ort is not None:
+            out["threads"] = ort.threads          # intra-op threads of this worker's ORT session
+        return out
 
     def close(self):
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -140,10 +161,14 @@ class Engine:
     def load(self):
         s = self.settings
         t0 = time.perf_counter()
-        primary = Slot("primary", s.model, s.batch_size, faults=self.faults if self.faults.active else None,
-                       runtime=s.runtime)
-        # the fallback (often an INT8 or audio-only folder without model.onnx) takes its own fastest
-        fallback = Slot("fallback", s.fallback, s.batch_size, runtime="auto") if s.fallback else None
+        # ORT sessions with cores / workers intra-op threads, no spinning (ort_runtime.session_options);
+        # MXNet's OMP pool got the same count from OMP_NUM_THREADS, set by `emotion-mx serve`
+        # before uvicorn started this worker (ServeSettings.worker_env)
+        with _threads_env(s.session_threads()):
+            primary = Slot("primary", s.model, s.batch_size, faults=self.faults if self.faults.active else None,
+                           runtime=s.runtime)
+            # the fallback (often an INT8 or audio-only folder without model.onnx) takes its own fastest
+            fallback = Slot("fallback", s.fallback, s.batch_size, runtime="auto") if s.fallback else None
         if s.warmup:
             for slot in filter(None, (primary, fallback)):
                 slot.rec.warm_up()

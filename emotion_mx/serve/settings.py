@@ -11,6 +11,8 @@ from ..config import from_dict
 ENV = "EMOTION_MX_SERVE_SETTINGS"
 # Fault injection for tests and benchmarks only (see engine.Faults); never set in production.
 FAULTS_ENV = "EMOTION_MX_SERVE_FAULTS"
+# Intra-op threads of a process's ONNX Runtime sessions (read by ort_runtime.default_threads).
+THREADS_ENV = "EMOTION_MX_THREADS"
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1                    # uvicorn worker processes (each loads the models)
+    threads: Optional[int] = None       # intra-op threads per worker (ORT sessions, MXNet's OMP); None: cores // workers
     timeout: float = 30.0               # seconds per model attempt
     retries: int = 1                    # extra primary attempts after a failure (not after a timeout)
     max_queue: int = 16                 # requests admitted per worker (running + waiting); more → 429
@@ -33,9 +36,24 @@ class ServeSettings:
 
     def __post_init__(self):
         from ..deploy.ort_runtime import CHOICES
+        from ..errors import EmotionMXError
         if self.runtime not in CHOICES:
-            from ..errors import EmotionMXError
             raise EmotionMXError(f"runtime '{self.runtime}' is not one of {', '.join(CHOICES)}")
+        if self.threads is not None and (isinstance(self.threads, bool) or int(self.threads) != self.threads
+                                         or self.threads < 1):
+            raise EmotionMXError(f"threads {self.threads!r}: expected a positive integer")
+
+    def session_threads(self):
+        """Intra-op threads of each worker's ONNX Runtime sessions and MXNet OMP pool: ``threads``,
+        else the usable cores divided among the workers (``ort_runtime.default_threads``;
+        ``EMOTION_MX_THREADS`` overrides that)."""
+        from ..deploy.ort_runtime import default_threads
+        return int(self.threads or default_threads(self.workers))
+
+    def worker_env(self):
+        """The environment each worker process needs before it imports MXNet or ONNX Runtime."""
+        n = str(self.session_threads())
+        return {"OMP_NUM_THREADS": n, THREADS_ENV: n}
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self))
