@@ -25,7 +25,6 @@ rejected first) raise on a fraction ``fail`` of its calls and sleep
 """
 import asyncio
 import concurrent.futures as cf
-import contextlib
 import logging
 import os
 import random
@@ -101,20 +100,12 @@ class Faults:
             time.sleep(self.slow_s)
 
 
-@contextlib.contextmanager
 def _threads_env(threads):
     """``EMOTION_MX_THREADS`` = ``threads`` while the models load (their ORT sessions read it),
     restored afterwards (an Engine in a test process leaves the environment as it was)."""
+    from unittest import mock
     from .settings import THREADS_ENV
-    old = os.environ.get(THREADS_ENV)
-    os.environ[THREADS_ENV] = str(int(threads))
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(THREADS_ENV, None)
-        else:
-            os.environ[THREADS_ENV] = old
+    return mock.patch.dict(os.environ, {THREADS_ENV: str(int(threads))})
 
 
 class Slot:
