@@ -13,9 +13,12 @@ subprocess on 127.0.0.1; nothing is retried by the client.
 
 Phases (each prints a table):
 
-* ``load``   — requests/s and latency p50/p95/p99 at 1, 4 and 16 concurrent clients, audio-only
-  (``audio_cnn``) and tri-modal (``mid_tiny``) requests, ``--workers 2``; server errors (5xx,
-  connection errors) and 429s counted;
+* ``load``   — requests/s and latency p50/p95/p99 at ``--clients`` (1, 4 and 16) concurrent clients,
+  ``--load-models`` audio-only (``audio_cnn``) and tri-modal (``mid_tiny``) requests,
+  ``--workers 2``, ``--runtime`` (``auto``; ``onnxruntime`` exports ``model.onnx`` first); with
+  ``--cpu-hog`` every row is measured idle and then beside a CPU hog (``python -c "while True:
+  pass"``, started for that row and stopped by its PID); server errors (5xx, connection errors)
+  and 429s counted;
 * ``memory`` — resident memory of a single worker after 1,000 and after ``--requests`` mixed
   requests (audio, text, face, all three) at 4 concurrent clients;
 * ``faults`` — a primary failing 30 % of its calls (``EMOTION_MX_SERVE_FAULTS=fail=0.3``) with
@@ -143,28 +146,57 @@ def start(args, log, faults=None):
 # phases
 # --------------------------------------------------------------------------------------------
 
-def phase_load(models, kinds, work, per_cell):
+class CpuHog:
+    """``python -c "while True: pass"`` beside the server while the block runs; stopped by its PID."""
+
+    def __enter__(self):
+        import subprocess
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)                                                         # running before timing
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+LOAD_MODELS = {"audio": ("audio-only (audio_cnn)", "audio", "audio"), "tri": ("tri-modal (mid_tiny)", "tri", "tri")}
+
+
+def phase_load(models, kinds, work, per_cell, clients=(1, 4, 16), load_models=("audio", "tri"), runtime="auto",
+               hog=False, workers=2):
+    import contextlib
     rows = []
-    for label, model, kind in (("audio-only (audio_cnn)", models["audio"], "audio"),
-                               ("tri-modal (mid_tiny)", models["tri"], "tri")):
-        srv = start(["--model", model, "--workers", "2", "--max-queue", "16"], os.path.join(work, f"load-{kind}.log"))
+    for key in load_models:
+        label, model_key, kind = LOAD_MODELS[key]
+        srv = start(["--model", models[model_key], "--workers", str(workers), "--max-queue", "16", "--runtime", runtime],
+                    os.path.join(work, f"load-{kind}.log"))
         try:
             asyncio.run(drive(srv.url, [kinds[kind]], 8, 2))                  # connections + caches
-            for c in (1, 4, 16):
-                t0 = time.perf_counter()
-                res = asyncio.run(drive(srv.url, [kinds[kind]], per_cell, c))
-                wall = time.perf_counter() - t0
-                ok = [s for st, s, _ in res if st == 200]
-                errors = sum(1 for st, _, _ in res if not isinstance(st, int) or st >= 500)
-                rows.append({"requests": label, "clients": c, "n": len(res), "rps": len(ok) / wall,
-                             "p50": pct(ok, 50), "p95": pct(ok, 95), "p99": pct(ok, 99),
-                             "429": sum(1 for st, _, _ in res if st == 429), "errors": errors})
+            import httpx
+            served = httpx.get(srv.url + "/model").json()["primary"]
+            for c in clients:
+                for load in (("idle", "CPU hog") if hog else ("idle",)):
+                    with CpuHog() if load == "CPU hog" else contextlib.nullcontext():
+                        t0 = time.perf_counter()
+                        res = asyncio.run(drive(srv.url, [kinds[kind]], per_cell, c))
+                        wall = time.perf_counter() - t0
+                    ok = [s for st, s, _ in res if st == 200]
+                    errors = sum(1 for st, _, _ in res if not isinstance(st, int) or st >= 500)
+                    rows.append({"requests": label, "runtime": served["runtime"], "threads": served.get("threads"),
+                                 "load": load, "clients": c, "n": len(res), "rps": len(ok) / wall,
+                                 "p50": pct(ok, 50), "p95": pct(ok, 95), "p99": pct(ok, 99),
+                                 "429": sum(1 for st, _, _ in res if st == 429), "errors": errors})
         finally:
             srv.stop()
-    print("\n| requests | clients | n | req/s | p50 ms | p95 ms | p99 ms | 429 | server errors |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    from emotion_mx.serve.settings import ServeSettings
+    omp = ServeSettings(model="-", workers=workers).session_threads()     # what `serve` gives each worker
+    print(f"\n{workers} workers; threads per worker {omp} (cores / workers), no ORT spinning\n")
+    print("| requests | runtime (threads/worker) | load | clients | n | req/s | p50 ms | p95 ms | p99 ms | 429 | server errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['requests']} | {r['clients']} | {r['n']} | {r['rps']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} "
+        print(f"| {r['requests']} | {r['runtime']} ({r['threads'] or 'OMP_NUM_THREADS ' + str(omp)}) | {r['load']} | "
+              f"{r['clients']} | {r['n']} | {r['rps']:.1f} | {r['p50']:.0f} | {r['p95']:.0f} "
               f"| {r['p99']:.0f} | {r['429']} | {r['errors']} |")
     return rows
 
@@ -268,23 +300,46 @@ def phase_kill(models, kinds, work, n):
 @click.option("--fault-requests", default=300, show_default=True, type=click.IntRange(10))
 @click.option("--kill-requests", default=400, show_default=True, type=click.IntRange(20))
 @click.option("--phases", default="load,memory,faults,kill", show_default=True)
+@click.option("--clients", default="1,4,16", show_default=True, help="Load phase: concurrent clients per row.")
+@click.option("--load-models", default="audio,tri", show_default=True, help="Load phase: audio (audio_cnn), tri (mid_tiny).")
+@click.option("--runtime", type=click.Choice(["auto", "mxnet", "onnxruntime"]), default="auto", show_default=True,
+              help="Load phase: the server's --runtime (onnxruntime: model.onnx is exported first).")
+@click.option("--cpu-hog", is_flag=True, help="Load phase: every row idle and beside a CPU hog.")
 @click.option("--work", type=click.Path(), help="Folder for the models and server logs [a temporary one].")
 @click.option("--out", type=click.Path(), help="Write the figures as JSON here.")
-def main(total, per_cell, fault_requests, kill_requests, phases, work, out):
+def main(total, per_cell, fault_requests, kill_requests, phases, clients, load_models, runtime, cpu_hog, work, out):
     import logging
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        clients = tuple(int(c) for c in clients.split(","))
+        if min(clients) < 1:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"'{clients}': expected positive integers separated by commas",
+                                 param_hint="--clients") from None
+    load_models = tuple(m.strip() for m in load_models.split(",") if m.strip())
+    if not load_models or set(load_models) - set(LOAD_MODELS):
+        raise click.BadParameter(f"'{','.join(load_models)}': expected audio and/or tri", param_hint="--load-models")
     work = work or tempfile.mkdtemp(prefix="emx-serve-load-")
     os.makedirs(work, exist_ok=True)
     models = make_models(work)
     wav, png, desc = make_media(work)
     kinds = request_kinds(wav, png)
-    print(f"# serve_load: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    if runtime == "onnxruntime":
+        from emotion_mx.deploy.onnx_export import export_onnx
+        for key in {LOAD_MODELS[m][1] for m in load_models}:
+            if not os.path.isfile(os.path.join(models[key], "model.onnx")):
+                export_onnx(models[key])
+    from emotion_mx.deploy.pipeline import cpu_info
+    cpu = cpu_info()
+    print(f"# serve_load: {cpu['model']}, {cpu['cores']} cores ({', '.join(cpu['flags']) or 'no AVX2'}), "
           f"Python {platform.python_version()}; inputs: {desc}; models with random weights at tri-modal store settings")
     figures = {}
     chosen = [p.strip() for p in phases.split(",") if p.strip()]
     for p in chosen:
         if p == "load":
-            figures["load"] = phase_load(models, kinds, work, per_cell)
+            figures["load"] = phase_load(models, kinds, work, per_cell, clients=clients, load_models=load_models,
+                                         runtime=runtime, hog=cpu_hog)
         elif p == "memory":
             figures["memory"] = phase_memory(models, kinds, work, total)
         elif p == "faults":
