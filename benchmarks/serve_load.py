@@ -191,7 +191,8 @@ def phase_load(models, kinds, work, per_cell, clients=(1, 4, 16), load_models=("
             srv.stop()
     from emotion_mx.serve.settings import ServeSettings
     omp = ServeSettings(model="-", workers=workers).session_threads()     # what `serve` gives each worker
-    print(f"\n{workers} workers; threads per worker {omp} (cores / workers), no ORT spinning\n")
+    source = "EMOTION_MX_THREADS" if os.environ.get("EMOTION_MX_THREADS") else "cores / workers"
+    print(f"\n{workers} workers; threads per worker {omp} ({source}), no ORT spinning\n")
     print("| requests | runtime (threads/worker) | load | clients | n | req/s | p50 ms | p95 ms | p99 ms | 429 | server errors |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
