@@ -22,7 +22,7 @@ returns its expert's log-probabilities; the softmax of the output is the fused d
 from mxnet.gluon import HybridBlock
 
 from ..contract import check_modalities
-from .layer_head import EncoderClassifier, LayerWeightedHead
+from .layer_head import EncoderClassifier, LayerWeightedHead, layer_stats
 from .pretrained import ENCODERS, encoder_info
 from .registry import register_model
 
@@ -46,22 +46,22 @@ class FaceExpert(HybridBlock):
                          if head else None)
 
     @staticmethod
-    def _frame_mean(F, x, m):
-        """``(B, N, D)`` per frame, ``(B, N, 1)`` mask -> mean over the real frames ``(B, D)``."""
-        return F.broadcast_div(F.sum(F.broadcast_mul(x, m), axis=1), F.maximum(F.sum(m, axis=1), 1.0))
+    def _frame_mean(F, x, mask):
+        """``(B, N, D)`` per frame, ``(B, N)`` mask -> mean over the real frames ``(B, D)`` (the
+        heads' own masked pooling, one "layer")."""
+        return F.reshape(layer_stats(F, F.expand_dims(x, axis=1), mask, std=False), shape=(0, -1))
 
     def hybrid_forward(self, F, x, mask):
         N, C, S, K, E = self._shape
         # 1. every frame through the trunk and its FER2013 classifier
         emb, logits = self.encoder(F.reshape(x, shape=(-1, C, S, S)))         # (B*N, E), (B*N, K)
-        m = F.expand_dims(mask, axis=2)                                        # (B, N, 1)
         # the frames' geometric mean of FER2013's distributions, renormalised
-        logp = F.log_softmax(self._frame_mean(F, F.reshape(F.log_softmax(logits, axis=-1), shape=(-1, N, K)), m),
+        logp = F.log_softmax(self._frame_mean(F, F.reshape(F.log_softmax(logits, axis=-1), shape=(-1, N, K)), mask),
                              axis=-1)                                          # (B, K)
         if self.head is None:
             return logp                                                        # (B, K)
         # 2. which expression, given an expressive face: the head on the frames' mean features
-        feats = self._frame_mean(F, F.reshape(F.concat(emb, logits, dim=1), shape=(-1, N, E + K)), m)
+        feats = self._frame_mean(F, F.reshape(F.concat(emb, logits, dim=1), shape=(-1, N, E + K)), mask)
         expr = F.log_softmax(F.slice_axis(self.head(F.expand_dims(feats, axis=1)), axis=1, begin=0, end=K - 1),
                              axis=-1)                                          # (B, K-1)
         # 3. neutral or not from FER2013's classifier (neutral is its last class)
@@ -80,20 +80,18 @@ class ZooExperts(HybridBlock):
         self.modalities = check_modalities(modalities)
         names = {"audio": audio_encoder, "text": text_encoder, "video": video_encoder}
         hidden = {"audio": audio_hidden, "text": text_hidden}
-        self.encoder_names = {}
         with self.name_scope():
             self.experts = []
             for m in self.modalities:
                 name = names[m]
                 if name is None or name not in ENCODERS or ENCODERS[name][3] != m:
                     raise ValueError(f"the {m} expert needs a pretrained {m} encoder, got {name!r}")
-                self.encoder_names[m] = name
-                info = encoder_info(name)
                 if m == "video":
                     expert = FaceExpert(name, num_frames, head=video_head, hidden_units=video_hidden,
                                         prefix=EXPERT_PREFIX[m])
                 else:
                     _, cls, hp, _ = ENCODERS[name]
+                    info = encoder_info(name)
                     encoder = cls(prefix=f"{EXPERT_PREFIX[m]}{name}_", **hp)
                     head = LayerWeightedHead(info["num_states"], 2 * info["units"], num_classes,
                                              hidden_units=hidden[m], prefix=f"{EXPERT_PREFIX[m]}head_")
