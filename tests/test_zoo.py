@@ -249,3 +249,17 @@ def test_cpp_wrapper_runs_the_speech_zoo_model_with_its_silence_trim(real_data, 
     probs = np.array(out["probabilities"][0]) if "probabilities" in out else None
     assert probs is not None, out
     np.testing.assert_allclose(probs, [r.probabilities[l] for l in ZOO_LABELS], atol=2e-3)
+
+
+def test_a_damaged_head_file_is_one_error_line(tmp_path):
+    from emotion_mx.models.layer_head import LayerWeightedHead
+    from emotion_mx.zoo.assemble import _load_head
+    bad = tmp_path / "speech.npz"
+    bad.write_bytes(b"PK\x03\x04 not a zip")
+    head = LayerWeightedHead(1, 4, 7)
+    head.initialize()
+    with pytest.raises(EmotionMXError, match=r"speech.npz: not a readable head file .*reinstall emotion_mx"):
+        _load_head(head, str(bad))
+    np.savez(tmp_path / "other.npz", feat_mean=np.zeros((1, 4), np.float32))
+    with pytest.raises(EmotionMXError, match="the head expects"):
+        _load_head(head, str(tmp_path / "other.npz"))

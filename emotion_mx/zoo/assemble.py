@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -81,8 +82,12 @@ def zoo_spec(name):
 def _load_head(head, path):
     """Copy the shipped arrays into a :class:`LayerWeightedHead` (names after its prefix)."""
     import mxnet as mx
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise EmotionMXError(f"{path}: not a readable head file ({e}); reinstall emotion_mx or run "
+                             "`emotion-mx zoo build NAME`") from None
     params = {k[len(head.prefix):]: p for k, p in head.collect_params().items()}
     if set(arrays) != set(params):
         raise EmotionMXError(f"{path}: holds {sorted(arrays)}, the head expects {sorted(params)}; "
